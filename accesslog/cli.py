@@ -1,0 +1,122 @@
+"""The `accesslog` command: thin wrappers over library functions.
+
+Each subcommand parses arguments, calls the library and formats the output.
+A user error (AccesslogError) prints one line and exits 2; a failed input exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from datetime import date
+
+from accesslog import __version__
+from accesslog.errors import AccesslogError
+
+
+def _quiet_beam() -> None:
+    # Beam logs INFO chatter and an "apitools not found" warning on import; users
+    # want the summary. Errors still surface.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="apache_beam")
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.batch import RunConfig, format_summary, run_batch
+
+    unknown = [a for a in beam_args if not a.startswith("--")]
+    if unknown:
+        raise AccesslogError(f"unexpected argument {unknown[0]!r}: inputs go before the options, "
+                             "Beam options start with --")
+    if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        beam_args = beam_args + ["--default_sdk_harness_log_level=WARNING"]
+    config = RunConfig(inputs=args.inputs, warehouse=args.warehouse, log_format=args.log_format,
+                       keys=args.keys, key_period=args.key_period, retention_days=args.retention_days,
+                       now=args.now, max_reject_ratio=args.max_reject_ratio, secret_params=args.secret_params,
+                       chunk_bytes=args.chunk_bytes, beam_args=beam_args)
+    result = run_batch(config)
+    if result.keystore_created:
+        print(f"accesslog: created keystore {args.keys or 'from $ACCESSLOG_KEYS'} (0600); keep it outside "
+              "the warehouse and back it up: without it pseudonyms cannot be matched to a person",
+              file=sys.stderr)
+    print(format_summary(result))
+    return 0 if result.ok else 1
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from accesslog.stats import StatsFilter, connect, render, usage_stats
+
+    fmt = "json" if args.json else args.format
+    con = connect(args.warehouse)
+    reports = usage_stats(con, StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host))
+    print(render(reports, fmt))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipelines.options import add_run_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="accesslog",
+        description="Privacy-first access-log pipeline: nginx logs -> pseudonymized Parquet -> usage stats.")
+    parser.add_argument("--version", action="version", version=f"accesslog {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="parse logs into the Parquet warehouse (Apache Beam batch job)",
+        description="Parse nginx access logs (plain, .gz or - for stdin) into WAREHOUSE/access/date=*/ "
+                    "Parquet partitions: client IPs and user names pseudonymized with rotating keys, "
+                    "secrets scrubbed from URLs, records older than the retention window dropped, "
+                    "unparseable lines kept (redacted) in WAREHOUSE/rejects/. Rerunning over the same "
+                    "logs replaces their rows. Any other --option is passed to Apache Beam, e.g. "
+                    "--direct_running_mode=multi_processing --direct_num_workers=2.",
+        epilog="example: accesslog run /var/log/nginx/access.log* --warehouse ./warehouse "
+               "--keys ~/.config/accesslog/keys --retention-days 30")
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help="log files, globs, or - for stdin")
+    add_run_arguments(run)
+
+    stats = sub.add_parser(
+        "stats", help="usage statistics from the warehouse (DuckDB)",
+        description="Requests per day, status classes, top paths, unique clients per day, bytes and "
+                    "latency percentiles, computed by DuckDB over the Parquet warehouse.")
+    stats.add_argument("--warehouse", required=True, help="the folder given to `accesslog run`")
+    stats.add_argument("--from", dest="date_from", type=_iso_date, help="first day (YYYY-MM-DD, UTC)")
+    stats.add_argument("--to", dest="date_to", type=_iso_date, help="last day (YYYY-MM-DD, UTC)")
+    stats.add_argument("--host", help="only this virtual host")
+    stats.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    stats.add_argument("--json", action="store_true", help="same as --format json")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_beam()
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, extra)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "stats":
+            return cmd_stats(args)
+    except AccesslogError as e:
+        print(f"accesslog: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("accesslog: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Beam pipelines: `python -m pipelines.batch` (and later streaming) with standard Beam options."""

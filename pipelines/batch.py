@@ -1,0 +1,264 @@
+"""Batch pipeline: nginx log files -> pseudonymized, retention-bounded Parquet partitions.
+
+    python -m pipelines.batch --input 'logs/access.log*' --warehouse wh --keys ~/.config/accesslog/keys \
+        [--runner=FnApiRunner --direct_running_mode=multi_processing --direct_num_workers=2]
+
+`accesslog run` is the same thing with positional inputs. The driver identifies
+the inputs, runs the Beam pipeline, then writes the run manifest and prints the
+per-input summary.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from accesslog import warehouse as wh
+from accesslog.errors import AccesslogError
+from accesslog.keystore import Keystore
+from pipelines.options import AccessLogOptions
+from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
+from transforms.formats import LogFormat, resolve_format
+from transforms.parse import ParseAccessLogs
+from transforms.pseudonymize import PseudonymizeClients
+from transforms.rejects import RedactRejects
+from transforms.retention import EnforceRetention, retention_cutoff
+from transforms.scrub import Scrubber, ScrubUrls, parse_secret_params
+from transforms.write import CommitInputs, WriteParquetPartitions
+
+IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+
+
+@dataclass
+class RunConfig:
+    inputs: list[str]
+    warehouse: str
+    log_format: str = "combined"
+    keys: str | None = None
+    key_period: str = "day"
+    retention_days: int = 90
+    now: str | None = None
+    max_reject_ratio: float = 0.5
+    secret_params: str | None = None
+    chunk_bytes: int = CHUNK_BYTES
+    beam_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    manifest: Path
+    inputs: list[dict]
+    elapsed: float
+    failed: list[dict]
+    keystore_created: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def parse_now(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(timezone.utc)
+    try:
+        now = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise AccesslogError(f"--now {text!r} is not an ISO time: use e.g. 2026-11-26T00:00:00Z") from None
+    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+
+
+def beam_options(beam_args: list[str]) -> tuple[PipelineOptions, bool]:
+    """Beam options with an explicit runner (never the downloading default); and whether
+    chunks should be redistributed across workers."""
+    args = list(beam_args)
+    if not any(a.startswith("--runner") for a in args):
+        args.append("--runner=FnApiRunner")
+    options = PipelineOptions(args)
+    all_options = options.get_all_options()
+    runner = str(all_options.get("runner") or "")
+    multi = (all_options.get("direct_num_workers") or 1) > 1 or runner not in IN_PROCESS_RUNNERS
+    return options, multi
+
+
+def _spool_stdin() -> str:
+    """Copy stdin to a private temp file (outside the warehouse) so workers can read it."""
+    fd, path = tempfile.mkstemp(prefix="accesslog-stdin-")
+    with os.fdopen(fd, "wb") as f:
+        shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+    return path
+
+
+def identify_inputs(patterns: list[str], warehouse: str) -> tuple[list[LogInput], list[str]]:
+    """Paths/globs/'-' -> unique LogInputs (by content) and temp files to delete afterwards."""
+    temp: list[str] = []
+    described: list[LogInput] = []
+    known = [p for p in wh.previous_inputs(warehouse) if p.get("fingerprint_bytes", 0) < (64 << 10)]
+    for path in expand_inputs(patterns):
+        if path == "-":
+            spooled = _spool_stdin()
+            temp.append(spooled)
+            log_input = describe_input(spooled, source="-")
+        else:
+            log_input = describe_input(path)
+        # A log shorter than the fingerprint length that has since grown: keep its identity.
+        for prev in known:
+            if prev["input_id"] != log_input.input_id and prev.get("fingerprint_bytes", 0) < log_input.fingerprint_bytes:
+                head_id, _ = fingerprint(log_input.path, log_input.gzipped, prev["fingerprint_bytes"])
+                if head_id == prev["input_id"]:
+                    log_input = LogInput(log_input.path, log_input.source, prev["input_id"],
+                                         prev["fingerprint_bytes"], log_input.gzipped)
+                    break
+        described.append(log_input)
+    unique: dict[str, LogInput] = {}
+    for log_input in described:
+        if log_input.input_id in unique:
+            print(f"accesslog: skipping {log_input.source}: same content as {unique[log_input.input_id].source}",
+                  file=sys.stderr)
+            continue
+        unique[log_input.input_id] = log_input
+    return list(unique.values()), temp
+
+
+def check_keystore_location(keystore: Keystore, warehouse: Path) -> None:
+    if keystore.path is not None and (warehouse == keystore.path or warehouse in keystore.path.parents):
+        raise AccesslogError(f"keystore {keystore.path} is inside the warehouse: keep keys outside "
+                             "(pass --keys with a path outside --warehouse)")
+
+
+def build_pipeline(p: beam.Pipeline, inputs: list[LogInput], fmt: LogFormat, keystore: Keystore,
+                   scrubber: Scrubber, warehouse: str, run_id: str, now: datetime, retention_days: int,
+                   max_reject_ratio: float, chunk_bytes: int = CHUNK_BYTES, redistribute: bool = False):
+    """Wire the batch pipeline; returns the PCollection of per-input summaries."""
+    parsed = (p
+              | "Inputs" >> beam.Create(inputs)
+              | "ReadLogChunks" >> ReadLogChunks(chunk_bytes, redistribute=redistribute)
+              | "ParseAccessLogs" >> ParseAccessLogs(fmt))
+    access = (parsed.records
+              | "PseudonymizeClients" >> PseudonymizeClients(keystore)
+              | "ScrubUrls" >> ScrubUrls(scrubber)
+              | "EnforceRetention" >> EnforceRetention(retention_cutoff(now, retention_days))
+              | "WriteAccess" >> WriteParquetPartitions(warehouse, run_id, "access"))
+    rejects = (parsed.rejects
+               | "RedactRejects" >> RedactRejects(keystore, scrubber, fmt, now)
+               | "WriteRejects" >> WriteParquetPartitions(warehouse, run_id, "rejects"))
+    return ((access, rejects)
+            | "AllWritten" >> beam.Flatten()
+            | "CommitInputs" >> CommitInputs(warehouse, run_id, max_reject_ratio))
+
+
+def run_batch(config: RunConfig) -> RunResult:
+    """Run the batch job. Raises AccesslogError for bad configuration before reading any input."""
+    started = time.perf_counter()
+    if not config.warehouse:
+        raise AccesslogError("no warehouse: pass --warehouse DIR (created if missing)")
+    if not config.inputs:
+        raise AccesslogError("no input: pass log files, globs or - for stdin")
+    if config.retention_days < 0:
+        raise AccesslogError("--retention-days must be 0 or more")
+    if not 0 <= config.max_reject_ratio <= 1:
+        raise AccesslogError("--max-reject-ratio must be between 0 and 1")
+    fmt = resolve_format(config.log_format)
+    now = parse_now(config.now)
+    keystore = Keystore.from_options(config.keys, config.key_period)
+    warehouse = wh.prepare(config.warehouse)
+    check_keystore_location(keystore, warehouse)
+    scrubber = Scrubber(parse_secret_params(config.secret_params))
+    options, redistribute = beam_options(config.beam_args)
+    run_id = wh.new_run_id()
+    inputs, temp = identify_inputs(config.inputs, str(warehouse))
+    try:
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, inputs, fmt, keystore, scrubber, str(warehouse), run_id, now,
+                           config.retention_days, config.max_reject_ratio, config.chunk_bytes, redistribute)
+        summaries = _collect_summaries(str(warehouse), run_id, inputs)
+    finally:
+        for path in temp:
+            os.unlink(path)
+        wh.remove_staging(str(warehouse), run_id)
+    elapsed = time.perf_counter() - started
+    manifest = wh.write_manifest(str(warehouse), run_id, {
+        "run_id": run_id,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_seconds": round(elapsed, 3),
+        "log_format": fmt.name if fmt.name != "custom" else fmt.body,
+        "retention_days": config.retention_days,
+        "now": now.isoformat(),
+        "key_period": config.key_period,
+        "inputs": summaries,
+    })
+    failed = [s for s in summaries if s["status"] != "committed"]
+    return RunResult(run_id, manifest, summaries, elapsed, failed, keystore.created)
+
+
+def _collect_summaries(warehouse: str, run_id: str, inputs: list[LogInput]) -> list[dict]:
+    import json
+    folder = wh.staging_dir(warehouse, run_id) / "_inputs"
+    out = []
+    for log_input in inputs:
+        path = folder / f"{log_input.input_id}.json"
+        if path.exists():
+            summary = json.loads(path.read_text())
+        else:  # an empty input produces no chunk
+            summary = {"input_id": log_input.input_id, "read": 0, "parsed": 0, "rejected": 0, "expired": 0,
+                       "rows_access": 0, "rows_rejects": 0, "seconds": 0.0, "status": "committed", "files": []}
+        summary["source"] = log_input.source
+        summary["fingerprint_bytes"] = log_input.fingerprint_bytes
+        summary["gzipped"] = log_input.gzipped
+        out.append(summary)
+    return out
+
+
+def format_summary(result: RunResult) -> str:
+    """The per-input table printed after a run: read = parsed + rejected + expired."""
+    header = ("input", "read", "parsed", "rejected", "expired", "written", "seconds", "lines/s")
+    rows = []
+    for s in result.inputs:
+        rate = s["read"] / s["seconds"] if s["seconds"] else 0
+        rows.append((s["source"], s["read"], s["parsed"], s["rejected"], s["expired"],
+                     s["rows_access"] if s["status"] == "committed" else 0, s["seconds"], rate))
+    total = [sum(r[i] for r in rows) for i in range(1, 6)]
+    rows.append(("total (wall clock)", *total, round(result.elapsed, 3),
+                 total[0] / result.elapsed if result.elapsed else 0))
+    text_rows = [header] + [(r[0], *(f"{v:,}" for v in r[1:6]), f"{r[6]:.2f}", f"{r[7]:,.0f}") for r in rows]
+    widths = [max(len(str(r[i])) for r in text_rows) for i in range(len(header))]
+    lines = []
+    for i, r in enumerate(text_rows):
+        lines.append("  ".join(str(v).ljust(widths[j]) if j == 0 else str(v).rjust(widths[j])
+                               for j, v in enumerate(r)))
+        if i == 0 or i == len(text_rows) - 2:
+            lines.append("  ".join("-" * w for w in widths))
+    for s in result.failed:
+        lines.append(f"FAILED {s['source']}: {s['error']}")
+    lines.append(f"run {result.run_id}: manifest {result.manifest}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = PipelineOptions(argv if argv is not None else sys.argv[1:])
+    opts = options.view_as(AccessLogOptions)
+    # Our flags are registered with Beam (AccessLogOptions), so the whole argv is valid Beam options.
+    beam_args = list(argv if argv is not None else sys.argv[1:])
+    config = RunConfig(inputs=opts.input or [], warehouse=opts.warehouse, log_format=opts.log_format,
+                       keys=opts.keys, key_period=opts.key_period, retention_days=opts.retention_days,
+                       now=opts.now, max_reject_ratio=opts.max_reject_ratio, secret_params=opts.secret_params,
+                       chunk_bytes=opts.chunk_bytes, beam_args=beam_args)
+    try:
+        result = run_batch(config)
+    except AccesslogError as e:
+        print(f"accesslog: error: {e}", file=sys.stderr)
+        return 2
+    print(format_summary(result))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

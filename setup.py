@@ -1,0 +1,26 @@
+"""accesslog: privacy-first access-log pipeline (Apache Beam + pyarrow + DuckDB)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="accesslog",
+    version="0.1.0",
+    description="Privacy-first access-log pipeline: nginx logs -> pseudonymized Parquet -> DuckDB usage stats",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["accesslog", "accesslog.*", "pipelines", "pipelines.*",
+                                    "transforms", "transforms.*", "schemas", "schemas.*"]),
+    install_requires=[
+        "apache-beam>=2.60,<3",
+        "pyarrow>=15,<27",
+        "duckdb>=1.1,<3",
+        "orjson>=3.9,<4",
+        "maxminddb>=2.5,<4",
+        "numpy>=1.26,<3",
+        "ua-parser>=1.0,<2",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10"],
+    },
+    entry_points={"console_scripts": ["accesslog=accesslog.cli:main"]},
+)

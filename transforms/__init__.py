@@ -1,0 +1,1 @@
+"""Composite Beam transforms over chunks of Arrow records (usable in batch and streaming)."""

@@ -1,0 +1,229 @@
+"""ParseAccessLogs: LogChunk -> RecordChunk (Arrow records) + RejectChunk (dead letters).
+
+Each chunk is split into fields by Arrow's CSV tokenizer when the format allows
+(see transforms.formats); lines the tokenizer cannot split go through the
+format's line regex; lines neither accepts, and lines whose values fail type
+checks, are rejected with a reason. Every line of the chunk ends up in exactly
+one of records or rejects.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from transforms.chunks import LogChunk
+from transforms.coders import register
+from transforms.fields import build_records
+from transforms.formats import LogFormat
+
+
+@dataclass
+class RecordChunk:
+    """Parsed rows of one chunk. `records` may hold in-memory-only `_` columns."""
+
+    source: str
+    input_id: str
+    first_line: int
+    lines: int                # lines read in this chunk
+    records: pa.Table         # includes source_line
+    rejected: int = 0
+    expired: int = 0
+    seconds: float = 0.0
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return self.records.nbytes
+
+
+@dataclass
+class RejectChunk:
+    """Rejected lines of one chunk: raw until RedactRejects has run."""
+
+    source: str
+    input_id: str
+    first_line: int
+    source_lines: list[int]
+    reasons: list[str]
+    lines: list[str]
+    date_hint: int | None = None   # µs timestamp of a parsed row near these lines
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(t) for t in self.lines)
+
+
+register(RecordChunk, RejectChunk)
+
+
+def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive, without newline) byte offsets of each line."""
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    ends = newlines
+    if not data.endswith(b"\n") and data:
+        ends = np.append(newlines, len(data))
+    starts = np.concatenate(([0], newlines[:len(ends) - 1] + 1)) if len(ends) else np.zeros(0, np.int64)
+    return starts.astype(np.int64), ends.astype(np.int64)
+
+
+def _tokenize(fmt: LogFormat, data: bytes, n_lines: int) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """CSV fast path -> (fields of the accepted rows, accepted line indexes)."""
+    invalid: list[int] = []
+
+    def on_invalid(row):
+        invalid.append(row.number)
+        return "skip"
+
+    width = fmt.csv_width
+    names = [f"c{i}" for i in range(width)]
+    table = pcsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1),
+        parse_options=pcsv.ParseOptions(delimiter=" ", quote_char='"', escape_char=False, double_quote=False,
+                                        newlines_in_values=False, ignore_empty_lines=False,
+                                        invalid_row_handler=on_invalid),
+        convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                            strings_can_be_null=False, quoted_strings_can_be_null=False),
+    )
+    keep = np.ones(n_lines, dtype=bool)
+    if invalid:
+        keep[np.asarray(invalid, dtype=np.int64) - 1] = False
+    rows = np.flatnonzero(keep)
+    ok = np.ones(len(rows), dtype=bool)
+    fields: dict[str, pa.Array] = {}
+    i = 0
+    for col in fmt.columns:
+        parts = [table.column(c).combine_chunks() for c in names[i:i + col.width]]
+        i += col.width
+        value = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, " ")
+        if col.literal is not None:
+            ok &= pc.equal(value, col.literal).to_numpy(zero_copy_only=False)
+        elif col.regex is not None:
+            groups = pc.extract_regex(value, col.regex)
+            ok &= groups.is_valid().to_numpy(zero_copy_only=False)
+            for g, var in enumerate(col.group_vars):
+                fields.setdefault(var, pc.fill_null(pc.struct_field(groups, f"g{g}"), ""))
+        elif col.prefix or col.suffix:
+            ok &= pc.and_(pc.starts_with(value, col.prefix),
+                          pc.ends_with(value, col.suffix)).to_numpy(zero_copy_only=False)
+            fields.setdefault(col.var, pc.utf8_slice_codeunits(value, len(col.prefix),
+                                                               -len(col.suffix) or None))
+        else:
+            fields.setdefault(col.var, value)
+    if not ok.all():
+        mask = pa.array(ok)
+        fields = {k: v.filter(mask) for k, v in fields.items()}
+        rows = rows[ok]
+    return fields, rows
+
+
+def _regex_parse(fmt: LogFormat, texts: list[str]) -> tuple[list[tuple], list[int]]:
+    """Slow path: per-line regex -> (group tuples, indexes into texts that matched)."""
+    match = fmt.line_regex.match
+    groups, matched = [], []
+    for i, text in enumerate(texts):
+        m = match(text)
+        if m:
+            groups.append(m.groups())
+            matched.append(i)
+    return groups, matched
+
+
+def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
+    """Parse one chunk. Returns records (with `source_line`) and rejects (raw lines)."""
+    started = time.perf_counter()
+    data = chunk.data
+    if not data.isascii():
+        # Arrow strings must be UTF-8: invalid bytes become U+FFFD, never a crash.
+        data = data.decode("utf-8", "replace").encode("utf-8")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    starts, ends = _line_bounds(data)
+    n_lines = len(starts)
+
+    def line(i: int) -> str:
+        return data[starts[i]:ends[i]].decode("utf-8")
+
+    use_tokenizer = fmt.columns is not None and b"\r" not in data and n_lines > 0
+    if use_tokenizer:
+        fields, rows = _tokenize(fmt, data, n_lines)
+        leftover = np.setdiff1d(np.arange(n_lines), rows, assume_unique=True)
+    else:
+        fields, rows, leftover = {}, np.zeros(0, np.int64), np.arange(n_lines)
+
+    reject_rows, reject_reasons = [], []
+    if len(leftover):
+        texts = [line(i) for i in leftover]
+        groups, matched = _regex_parse(fmt, texts)
+        matched_set = set(matched)
+        for j, i in enumerate(leftover):
+            if j not in matched_set:
+                reject_rows.append(int(i))
+                reject_reasons.append("empty line" if not texts[j].strip()
+                                      else f"line does not match log format '{fmt.name}'")
+        if groups:
+            columns = list(zip(*groups))
+            slow = {}
+            for g, var in enumerate(fmt.group_vars):
+                slow.setdefault(var, pa.array(columns[g], pa.string()))
+            if fields:
+                fields = {k: pa.concat_arrays([fields[k], slow[k]]) for k in fields}
+            else:
+                fields = slow
+            rows = np.concatenate([rows, leftover[np.asarray(matched, dtype=np.int64)]])
+
+    n = len(rows)
+    if n:
+        columns, reasons = build_records(fields, n)
+        bad = reasons != None  # noqa: E711
+        for r in np.flatnonzero(bad):
+            reject_rows.append(int(rows[r]))
+            reject_reasons.append(reasons[r])
+        columns["source"] = pc.fill_null(pa.nulls(n, pa.string()), chunk.source)
+        columns["source_line"] = pa.array(rows + chunk.first_line, pa.int64())
+        records = pa.table(columns)
+        if bad.any():
+            records = records.filter(pa.array(~bad))
+    else:
+        records = pa.table({})
+    date_hint = pc.min(records["received_at"]).value if records.num_rows else None
+    order = np.argsort(reject_rows, kind="stable")
+    rejects = RejectChunk(
+        chunk.source, chunk.input_id, chunk.first_line,
+        source_lines=[reject_rows[k] + chunk.first_line for k in order],
+        reasons=[reject_reasons[k] for k in order],
+        lines=[line(reject_rows[k]) for k in order],
+        date_hint=date_hint)
+    result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=n_lines,
+                         records=records, rejected=len(reject_rows),
+                         seconds=time.perf_counter() - started)
+    return result, rejects
+
+
+@beam.typehints.with_output_types(RecordChunk)
+class _ParseChunk(beam.DoFn):
+    def __init__(self, fmt: LogFormat):
+        self.fmt = fmt
+
+    def process(self, chunk: LogChunk):
+        records, rejects = parse_chunk(self.fmt, chunk)
+        yield records
+        # Always emitted, even empty: downstream counts lines per input from both.
+        yield beam.pvalue.TaggedOutput("rejects", rejects)
+
+
+class ParseAccessLogs(beam.PTransform):
+    """LogChunk -> outputs `records` (RecordChunk) and `rejects` (RejectChunk)."""
+
+    def __init__(self, fmt: LogFormat):
+        super().__init__()
+        self.fmt = fmt
+
+    def expand(self, chunks):
+        return chunks | "Parse" >> beam.ParDo(_ParseChunk(self.fmt)).with_outputs("rejects", main="records")

@@ -1,0 +1,128 @@
+"""PseudonymizeClients: raw IP and user name -> keyed pseudonyms; the raw values are dropped.
+
+client_id = HMAC-SHA256(period key, packed IP bytes) truncated to 128 bits (hex),
+computed once per distinct (IP, period) pair of a chunk and `take`n back.
+user_id   = the same over b"user:" + name (domain-separated from IPs).
+client_network = /24 (IPv4) or /48 (IPv6), from the raw IP in memory.
+The key period is the UTC day (or week/month) of `received_at`; key_id names it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hmac
+import re
+import socket
+from datetime import date, timedelta
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from accesslog.keystore import Keystore
+from transforms.fields import map_unique, normalize_ip, pack_ip
+from transforms.parse import RecordChunk
+
+EPOCH = date(1970, 1, 1)
+IN_MEMORY_COLUMNS = ("_client_ip", "_remote_user")
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def ip_pseudonym(secret: bytes, ip_text: str) -> str:
+    """HMAC-SHA256(secret, packed IP) truncated to 128 bits, hex. `ip_text` must be an IP."""
+    return hmac.digest(secret, pack_ip(ip_text), "sha256")[:16].hex()
+
+
+def user_pseudonym(secret: bytes, name: str) -> str:
+    return hmac.digest(secret, b"user:" + name.encode("utf-8"), "sha256")[:16].hex()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def network_of(ip_text: str) -> str:
+    """'203.0.113.7' -> '203.0.113.0/24'; IPv6 -> its /48."""
+    packed = pack_ip(ip_text)
+    if len(packed) == 4:
+        return socket.inet_ntop(socket.AF_INET, packed[:3] + b"\0") + "/24"
+    return socket.inet_ntop(socket.AF_INET6, packed[:6] + b"\0" * 10) + "/48"
+
+
+def _days(received_at: pa.Array) -> np.ndarray:
+    us = pc.cast(received_at, pa.int64()).to_numpy(zero_copy_only=False)
+    return us // 86_400_000_000
+
+
+def _keyed(values: pa.Array, days: np.ndarray, keystore: Keystore, fn) -> pa.Array:
+    """fn(secret, value) once per distinct (value, day) pair; nulls stay null."""
+    if values.null_count == len(values):
+        return pa.nulls(len(values), pa.string())
+    encoded = pc.dictionary_encode(values)
+    uniques = encoded.dictionary.to_pylist()
+    valid = np.asarray(encoded.indices.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    idx = encoded.indices.fill_null(0).to_numpy().astype(np.int64)
+    width = len(uniques)
+    pairs, inverse = np.unique(days.astype(np.int64) * width + idx, return_inverse=True)
+    pair_days, pair_values = np.divmod(pairs, width)
+    out: list[str] = []
+    for day in np.unique(pair_days).tolist():
+        _, secret = keystore.key_for_day(EPOCH + timedelta(days=day))
+        out += [fn(secret, uniques[i]) for i in pair_values[pair_days == day].tolist()]
+    result = pa.array(out, pa.string()).take(pa.array(inverse.reshape(-1)))
+    return result if valid.all() else pc.if_else(pa.array(valid), result, pa.scalar(None, pa.string()))
+
+
+def pseudonymize_records(table: pa.Table, keystore: Keystore) -> pa.Table:
+    """Replace `_client_ip`/`_remote_user` with client_id, client_network, user_id, key_id."""
+    if table.num_rows == 0:
+        return table.drop_columns([c for c in IN_MEMORY_COLUMNS if c in table.column_names])
+    days = _days(table["received_at"])
+    ips = table["_client_ip"].combine_chunks()
+    labels = {int(d): keystore.key_for_day(EPOCH + timedelta(days=int(d)))[0] for d in np.unique(days)}
+    unique_days, day_idx = np.unique(days, return_inverse=True)
+    key_id = pa.array([labels[int(d)] for d in unique_days], pa.string()).take(pa.array(day_idx.reshape(-1)))
+    columns = {
+        "client_id": _keyed(ips, days, keystore, ip_pseudonym),
+        "client_network": map_unique(ips, network_of),
+        "user_id": _keyed(table["_remote_user"].combine_chunks(), days, keystore, user_pseudonym),
+        "key_id": key_id,
+    }
+    table = table.drop_columns(list(IN_MEMORY_COLUMNS))
+    for name, values in columns.items():
+        table = table.append_column(name, values)
+    return table
+
+
+_IP_TOKEN = re.compile(r"\[?(?:[0-9]{1,3}\.){3}[0-9]{1,3}\]?|\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
+                       r"(?:\.[0-9]{1,3}){0,3}(?:%\w+)?\]?")
+
+
+def pseudonymize_ip_tokens(text: str, secret: bytes) -> str:
+    """Every IP-looking token of a raw line -> 'ip:<pseudonym>' (for rejects)."""
+    def sub(m: re.Match) -> str:
+        ip = normalize_ip(m.group(0))
+        return m.group(0) if ip is None else "ip:" + ip_pseudonym(secret, ip)
+    return _IP_TOKEN.sub(sub, text)
+
+
+@beam.typehints.with_output_types(RecordChunk)
+class _PseudonymizeChunk(beam.DoFn):
+    def __init__(self, keystore: Keystore):
+        self.keystore = keystore
+
+    def process(self, chunk):
+        yield dataclasses.replace(chunk, records=pseudonymize_records(chunk.records, self.keystore))
+
+
+class PseudonymizeClients(beam.PTransform):
+    """RecordChunk with raw `_client_ip`/`_remote_user` -> RecordChunk with pseudonyms only.
+
+    Must be fused with ParseAccessLogs (no shuffle in between) so raw IPs never
+    leave the worker's memory.
+    """
+
+    def __init__(self, keystore: Keystore):
+        super().__init__()
+        self.keystore = keystore
+
+    def expand(self, chunks):
+        return chunks | "Pseudonymize" >> beam.ParDo(_PseudonymizeChunk(self.keystore))

@@ -1,0 +1,149 @@
+"""ScrubUrls: secrets out of URLs, referrers and user agents (policy 4.2).
+
+* values of secret query parameters become ``REDACTED`` (names are matched
+  case-insensitively, percent-decoded, PHP-array style ``user[password]`` and with
+  suffixes such as ``refresh_token`` / ``client_secret``);
+* e-mail addresses anywhere (also percent-encoded ``%40``) become ``REDACTED``;
+* user:password@ in URLs and IP address literals become ``REDACTED``.
+
+Rows are screened with one vectorized RE2 match; only candidate rows, once per
+distinct value, go through the Python scrubber.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from urllib.parse import unquote
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.fields import map_unique
+from transforms.parse import RecordChunk
+
+REDACTED = "REDACTED"
+DEFAULT_SECRET_PARAMS = (
+    "password", "passwd", "pwd", "pass", "token", "access_token", "refresh_token", "id_token",
+    "api_key", "apikey", "key", "secret", "client_secret", "session", "sessionid", "session_id",
+    "sid", "phpsessid", "jsessionid", "code", "auth", "authorization", "signature", "sig",
+    "email", "mail", "otp", "pin", "ssn",
+)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40)(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}", re.IGNORECASE)
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
+_IPV4 = re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])")
+_IPV6 = re.compile(r"(?<![0-9A-Za-z:])\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[0-9A-Za-z]+)?\]?"
+                   r"(?<=[0-9A-Fa-f:\]])")
+_PAIR = re.compile(r"([^&;=\s\"]*)=([^&;\s\"#]*)")
+
+
+def parse_secret_params(spec: str | None) -> tuple[str, ...]:
+    """'a,b' replaces the default list; '+a,b' adds to it."""
+    if not spec:
+        return DEFAULT_SECRET_PARAMS
+    extra = spec.startswith("+")
+    names = tuple(n.strip().lower() for n in spec.lstrip("+").split(",") if n.strip())
+    return DEFAULT_SECRET_PARAMS + names if extra else names
+
+
+def _replace_ips(text: str) -> str:
+    def sub(m: re.Match) -> str:
+        candidate = m.group(0).strip("[]").split("%", 1)[0]
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            return m.group(0)
+        return REDACTED
+    return _IPV6.sub(sub, _IPV4.sub(sub, text))
+
+
+class Scrubber:
+    """Redacts secrets in URL-ish strings. Picklable; compiled once per worker."""
+
+    def __init__(self, secret_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS):
+        self.secret_params = tuple(secret_params)
+        self._names = frozenset(self.secret_params)
+        self._secret_cache: dict[str, bool] = {}
+        alternation = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
+        # RE2 screen: any row that might need scrubbing. False positives only cost time.
+        self.screen_secrets = rf"(?i)({alternation})(\]|%5d)?=|@|%40"
+        self.screen = self.screen_secrets + r"|[0-9]\.[0-9]{1,3}\.[0-9]|[0-9a-f]:[0-9a-f]{0,4}:|::"
+
+    def is_secret(self, name: str) -> bool:
+        """Is a query parameter name secret? Cached: a site has few distinct names."""
+        known = self._secret_cache.get(name)
+        if known is None:
+            norm = unquote(name).lower().rstrip("[]")
+            if "[" in norm:
+                norm = norm.rsplit("[", 1)[1].rstrip("]")
+            norm = norm.replace("-", "_")
+            known = norm in self._names or any(norm.endswith("_" + n) for n in self._names)
+            if len(self._secret_cache) < 100_000:
+                self._secret_cache[name] = known
+        return known
+
+    def _pairs(self, text: str) -> str:
+        def sub(m: re.Match) -> str:
+            name, value = m.group(1), m.group(2)
+            return f"{name}={REDACTED}" if value and self.is_secret(name) else m.group(0)
+        return _PAIR.sub(sub, text)
+
+    def scrub(self, text: str, ips: bool = True) -> str:
+        """Scrub a URL, path, query string, referrer, user agent or raw log line.
+
+        `ips=False` keeps dotted numbers: user agents carry versions like 120.0.0.0.
+        """
+        # user:password@host -> REDACTED@host; the placeholder keeps the e-mail pattern off the host.
+        text = _USERINFO.sub("\0@", text)
+        text = _EMAIL.sub(REDACTED, text).replace("\0@", REDACTED + "@")
+        if "=" in text:
+            text = self._pairs(text)
+        return _replace_ips(text) if ips else text
+
+    def scrub_column(self, values: pa.Array, ips: bool = True) -> pa.Array:
+        """Vectorized: screen with RE2, scrub the distinct candidate values in Python."""
+        if len(values) == 0 or values.null_count == len(values):
+            return values
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        screen = self.screen if ips else self.screen_secrets
+        candidates = pc.fill_null(pc.match_substring_regex(values, screen), False)
+        if not pc.any(candidates).as_py():
+            return values
+        scrubbed = map_unique(values.filter(candidates), lambda v: self.scrub(v, ips))
+        return pc.replace_with_mask(values, candidates, scrubbed)
+
+
+# column -> whether IP literals are redacted in it (not in user agents: versions look like IPs)
+URL_COLUMNS = {"url_path": True, "url_query": True, "referrer": True, "host": True, "user_agent": False}
+
+
+def scrub_records(table: pa.Table, scrubber: Scrubber) -> pa.Table:
+    for name, ips in URL_COLUMNS.items():
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            table = table.set_column(i, table.field(name), scrubber.scrub_column(table.column(name), ips))
+    return table
+
+
+@beam.typehints.with_output_types(RecordChunk)
+class _ScrubChunk(beam.DoFn):
+    def __init__(self, scrubber: Scrubber):
+        self.scrubber = scrubber
+
+    def process(self, chunk):
+        if chunk.records.num_rows:
+            chunk = dataclasses.replace(chunk, records=scrub_records(chunk.records, self.scrubber))
+        yield chunk
+
+
+class ScrubUrls(beam.PTransform):
+    """RecordChunk -> RecordChunk with secrets in URL columns replaced by REDACTED."""
+
+    def __init__(self, scrubber: Scrubber):
+        super().__init__()
+        self.scrubber = scrubber
+
+    def expand(self, chunks):
+        return chunks | "Scrub" >> beam.ParDo(_ScrubChunk(self.scrubber))

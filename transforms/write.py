@@ -1,0 +1,210 @@
+"""WriteParquetPartitions and CommitInputs: chunk-stage Parquet writing with atomic commit.
+
+Each chunk is split by UTC date and written, sorted, to a staging folder of the
+run (zstd). Nothing is visible to readers until CommitInputs has seen every
+chunk of an input: it checks the input's reject ratio, then moves each staged
+file into its partition with an atomic rename (replacing the file of an earlier
+run over the same content) and removes files that an earlier run made from the
+same input but this run did not (e.g. a chunk that now expired entirely).
+Memory stays bounded by the chunk size: no row-level shuffle.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam.utils.windowed_value import WindowedValue
+
+from accesslog import warehouse as wh
+from schemas import PARTITION_TIME_COLUMN, TABLES
+from transforms.coders import register
+
+EPOCH = date(1970, 1, 1)
+
+
+@dataclass
+class WrittenChunk:
+    """What one chunk contributed to one table: counts and staged -> final files."""
+
+    input_id: str
+    source: str
+    table: str
+    first_line: int
+    counts: dict
+    files: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+register(WrittenChunk)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Select and order the schema's columns; absent ones become nulls."""
+    n = table.num_rows
+    cols = [table.column(f.name) if f.name in table.column_names else pa.nulls(n, f.type) for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _day_numbers(table: pa.Table, time_column: str | None) -> np.ndarray:
+    if time_column is None:
+        us = table.column("_date_us").to_numpy()
+    else:
+        us = pc.cast(table.column(time_column), pa.int64()).to_numpy(zero_copy_only=False)
+    return us // 86_400_000_000
+
+
+def _sorted(table: pa.Table, time_column: str | None) -> pa.Table:
+    key = time_column or "source_line"
+    values = pc.cast(table.column(key), pa.int64()).to_numpy(zero_copy_only=False)
+    if len(values) < 2 or bool(np.all(values[1:] >= values[:-1])):
+        return table
+    return table.take(pa.array(np.argsort(values, kind="stable")))
+
+
+def write_chunk(table: pa.Table, table_name: str, input_id: str, first_line: int,
+                warehouse: str, run_id: str) -> list[tuple[str, str]]:
+    """Write one chunk's rows into staged per-date files -> [(staged path, final path)]."""
+    if table.num_rows == 0:
+        return []
+    schema, time_column = TABLES[table_name], PARTITION_TIME_COLUMN[table_name]
+    days = _day_numbers(table, time_column)
+    name = wh.chunk_file_name(input_id, first_line)
+    stage = wh.staging_dir(warehouse, run_id)
+    files = []
+    unique_days = np.unique(days)
+    for day in unique_days:
+        part = table if len(unique_days) == 1 else table.filter(pa.array(days == day))
+        label = (EPOCH + timedelta(days=int(day))).isoformat()
+        part = conform(_sorted(part, time_column), schema)
+        staged = wh.partition_dir(stage, table_name, label) / name
+        final = wh.partition_dir(warehouse, table_name, label) / name
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(part, staged, compression="zstd",
+                       sorting_columns=[pq.SortingColumn(schema.get_field_index(time_column or "source_line"))])
+        files.append((str(staged), str(final)))
+    return files
+
+
+@beam.typehints.with_output_types(WrittenChunk)
+class _WriteChunk(beam.DoFn):
+    """Writes in a background thread (Parquet encoding and zstd release the GIL), so
+    writing chunk k overlaps parsing chunk k+1; at most MAX_PENDING chunks wait."""
+
+    MAX_PENDING = 2
+
+    def __init__(self, warehouse: str, run_id: str, table_name: str):
+        self.warehouse, self.run_id, self.table_name = warehouse, run_id, table_name
+
+    def setup(self):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
+
+    def start_bundle(self):
+        self.pending = deque()
+
+    def _write(self, chunk) -> WrittenChunk:
+        started = time.perf_counter()
+        files = write_chunk(chunk.records, self.table_name, chunk.input_id, chunk.first_line,
+                            self.warehouse, self.run_id)
+        counts = {"rows_" + self.table_name: chunk.records.num_rows}
+        if self.table_name == "access":
+            counts.update(read=chunk.lines, parsed=chunk.records.num_rows, rejected=chunk.rejected,
+                          expired=chunk.expired)
+        return WrittenChunk(chunk.input_id, chunk.source, self.table_name, chunk.first_line, counts, files,
+                            seconds=chunk.seconds + time.perf_counter() - started)
+
+    def process(self, chunk, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        self.pending.append((self.pool.submit(self._write, chunk), timestamp, window))
+        while len(self.pending) > self.MAX_PENDING:
+            future, ts, win = self.pending.popleft()
+            yield WindowedValue(future.result(), ts, [win])
+
+    def finish_bundle(self):
+        while self.pending:
+            future, timestamp, window = self.pending.popleft()
+            yield WindowedValue(future.result(), timestamp, [window])
+
+    def teardown(self):
+        self.pool.shutdown(wait=True)
+
+
+class WriteParquetPartitions(beam.PTransform):
+    """RecordChunk -> WrittenChunk: rows staged as WAREHOUSE/<table>/date=D/<input>-<line>.parquet."""
+
+    def __init__(self, warehouse: str, run_id: str, table_name: str = "access"):
+        super().__init__()
+        self.warehouse, self.run_id, self.table_name = warehouse, run_id, table_name
+
+    def expand(self, chunks):
+        return chunks | "Write" >> beam.ParDo(_WriteChunk(self.warehouse, self.run_id, self.table_name))
+
+
+def commit_input(input_id: str, written: list[WrittenChunk], warehouse: str, run_id: str,
+                 max_reject_ratio: float) -> dict:
+    """Check one input's totals, then publish (or discard) its staged files. Returns its summary."""
+    totals: dict[str, float] = {}
+    for w in written:
+        for k, v in w.counts.items():
+            totals[k] = totals.get(k, 0) + v
+    read = int(totals.get("read", 0))
+    summary = {"input_id": input_id, "source": written[0].source if written else None,
+               "read": read, "parsed": int(totals.get("parsed", 0)),
+               "rejected": int(totals.get("rejected", 0)), "expired": int(totals.get("expired", 0)),
+               "rows_access": int(totals.get("rows_access", 0)),
+               "rows_rejects": int(totals.get("rows_rejects", 0)),
+               "seconds": round(sum(w.seconds for w in written), 3), "status": "committed", "files": []}
+    staged = [pair for w in written for pair in w.files]
+    if read and summary["rejected"] / read > max_reject_ratio:
+        for path, _ in staged:
+            os.unlink(path)
+        summary["status"] = "failed"
+        summary["error"] = (f"{summary['rejected']} of {read} lines rejected "
+                            f"(more than --max-reject-ratio {max_reject_ratio}): the log format is probably "
+                            "wrong; pass --log-format (a preset or your nginx log_format)")
+        return summary
+    keep = set()
+    for path, final in sorted(staged, key=lambda p: p[1]):
+        Path(final).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, final)
+        keep.add(os.path.realpath(final))
+        summary["files"].append(os.path.relpath(final, warehouse))
+    for old in wh.input_files(warehouse, input_id):
+        if os.path.realpath(old) not in keep:
+            os.unlink(old)
+            summary.setdefault("removed", []).append(os.path.relpath(old, warehouse))
+    return summary
+
+
+class _Commit(beam.DoFn):
+    def __init__(self, warehouse, run_id, max_reject_ratio):
+        self.warehouse, self.run_id, self.max_reject_ratio = warehouse, run_id, max_reject_ratio
+
+    def process(self, element):
+        input_id, written = element
+        summary = commit_input(input_id, list(written), self.warehouse, self.run_id, self.max_reject_ratio)
+        wh.write_json_atomic(wh.staging_dir(self.warehouse, self.run_id) / "_inputs" / f"{input_id}.json",
+                             summary)
+        yield summary
+
+
+class CommitInputs(beam.PTransform):
+    """WrittenChunk (all tables) -> one summary dict per input, after publishing its files."""
+
+    def __init__(self, warehouse: str, run_id: str, max_reject_ratio: float):
+        super().__init__()
+        self.warehouse, self.run_id, self.max_reject_ratio = warehouse, run_id, max_reject_ratio
+
+    def expand(self, written):
+        return (written
+                | "ByInput" >> beam.Map(lambda w: (w.input_id, w))
+                | "GatherInput" >> beam.GroupByKey()
+                | "Commit" >> beam.ParDo(_Commit(self.warehouse, self.run_id, self.max_reject_ratio)))
