@@ -72,16 +72,15 @@ def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return starts.astype(np.int64), ends.astype(np.int64)
 
 
-def _tokenize(fmt: LogFormat, data: bytes, n_lines: int) -> tuple[dict[str, pa.Array], np.ndarray]:
-    """CSV fast path -> (fields of the accepted rows, accepted line indexes)."""
+def _read_tokens(fmt: LogFormat, data: bytes) -> tuple[pa.Table, list[int]]:
+    """Arrow CSV tokenizer over whole lines -> (table, 1-based numbers of rows it skipped)."""
     invalid: list[int] = []
 
     def on_invalid(row):
         invalid.append(row.number)
         return "skip"
 
-    width = fmt.csv_width
-    names = [f"c{i}" for i in range(width)]
+    names = [f"c{i}" for i in range(fmt.csv_width)]
     table = pcsv.read_csv(
         pa.py_buffer(data),
         read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=len(data) + 1),
@@ -91,10 +90,35 @@ def _tokenize(fmt: LogFormat, data: bytes, n_lines: int) -> tuple[dict[str, pa.A
         convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in names},
                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
     )
-    keep = np.ones(n_lines, dtype=bool)
+    return table, invalid
+
+
+def _odd_quote_lines(data: bytes, starts: np.ndarray) -> np.ndarray:
+    """Lines with an odd number of '"' (truncated lines): the tokenizer would run past them."""
+    quotes = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 34)
+    per_line = np.bincount(np.searchsorted(starts, quotes, side="right") - 1, minlength=len(starts))
+    return per_line % 2 == 1
+
+
+def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """CSV fast path -> (fields of the accepted rows, accepted line indexes)."""
+    n_lines = len(starts)
+    lines_fed = np.arange(n_lines)
+    table, invalid = _read_tokens(fmt, data)
+    if table.num_rows + len(invalid) != n_lines or None in invalid:
+        # A line with an unbalanced quote swallowed its neighbours: leave such lines
+        # to the regex path and tokenize the rest again.
+        odd = _odd_quote_lines(data, starts)
+        lines_fed = np.flatnonzero(~odd)
+        data = b"".join(data[starts[i]:ends[i]] + b"\n" for i in lines_fed.tolist())
+        table, invalid = _read_tokens(fmt, data)
+        if table.num_rows + len(invalid) != len(lines_fed) or None in invalid:
+            return {}, np.zeros(0, np.int64)   # cannot map rows to lines: all go the slow path
+    names = table.column_names
+    keep = np.ones(len(lines_fed), dtype=bool)
     if invalid:
         keep[np.asarray(invalid, dtype=np.int64) - 1] = False
-    rows = np.flatnonzero(keep)
+    rows = lines_fed[keep]
     ok = np.ones(len(rows), dtype=bool)
     fields: dict[str, pa.Array] = {}
     i = 0
@@ -152,7 +176,7 @@ def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChu
 
     use_tokenizer = fmt.columns is not None and b"\r" not in data and n_lines > 0
     if use_tokenizer:
-        fields, rows = _tokenize(fmt, data, n_lines)
+        fields, rows = _tokenize(fmt, data, starts, ends)
         leftover = np.setdiff1d(np.arange(n_lines), rows, assume_unique=True)
     else:
         fields, rows, leftover = {}, np.zeros(0, np.int64), np.arange(n_lines)

@@ -35,7 +35,7 @@ _USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
 _IPV4 = re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])")
 _IPV6 = re.compile(r"(?<![0-9A-Za-z:])\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[0-9A-Za-z]+)?\]?"
                    r"(?<=[0-9A-Fa-f:\]])")
-_PAIR = re.compile(r"([^&;=\s\"]*)=([^&;\s\"#]*)")
+_PAIR = re.compile(r"([^&;=\s\"?/#,]*)=([^&;\s\"#]*)")
 
 
 def parse_secret_params(spec: str | None) -> tuple[str, ...]:

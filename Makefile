@@ -1,0 +1,37 @@
+# Quick start: `make demo` and `make test` on a fresh machine (Python 3.10+ with venv).
+VENV    ?= .venv
+PYTHON  ?= python3
+PY       = $(VENV)/bin/python
+STAMP    = $(VENV)/.installed-stamp
+DEMO     = .demo
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The bundled sample covers 2026-11-16..22; --now pins the retention window to it
+# so the demo shows the same numbers on any date.
+demo: setup
+	@echo "== accesslog demo: a local demo keystore in $(DEMO)/keys (made on first use; not for production)"
+	rm -rf $(DEMO)/warehouse
+	$(VENV)/bin/accesslog run samples/nginx/access.log.1.gz samples/nginx/access.log \
+		--log-format timed_combined --warehouse $(DEMO)/warehouse --keys $(DEMO)/keys \
+		--retention-days 90 --now 2026-11-24T00:00:00Z
+	@echo
+	@echo "== usage statistics (accesslog stats --warehouse $(DEMO)/warehouse)"
+	$(VENV)/bin/accesslog stats --warehouse $(DEMO)/warehouse
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/run_benchmark.py
+
+clean:
+	rm -rf $(DEMO) build *.egg-info .pytest_cache
