@@ -6,7 +6,9 @@ A user error (AccesslogError) prints one line and exits 2; a failed input exits 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import warnings
 from datetime import date
@@ -15,12 +17,41 @@ from accesslog import __version__
 from accesslog.errors import AccesslogError
 
 
+DEBUG_ENV = "ACCESSLOG_DEBUG"
+
+
 def _quiet_beam() -> None:
     # Beam logs INFO chatter and an "apitools not found" warning on import; users
-    # want the summary. Errors still surface.
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(logging.ERROR)
+    # want the summary. Beam's own error logs can quote element values (personal
+    # data), so they are shown only with ACCESSLOG_DEBUG=1.
+    debug = bool(os.environ.get(DEBUG_ENV))
+    logging.basicConfig(level=logging.INFO if debug else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO if debug else logging.ERROR)
+    if not debug:
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module="apache_beam")
+
+
+@contextlib.contextmanager
+def _worker_stderr_silenced():
+    """Beam's SDK worker processes inherit fd 2 and log INFO chatter (and, on errors,
+    element values) there. Point fd 2 at /dev/null while the pipeline runs, unless
+    ACCESSLOG_DEBUG is set; our own messages are printed after it is restored."""
+    if os.environ.get(DEBUG_ENV):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _iso_date(text: str) -> date:
@@ -43,7 +74,8 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
                        keys=args.keys, key_period=args.key_period, retention_days=args.retention_days,
                        now=args.now, max_reject_ratio=args.max_reject_ratio, secret_params=args.secret_params,
                        chunk_bytes=args.chunk_bytes, beam_args=beam_args)
-    result = run_batch(config)
+    with _worker_stderr_silenced():
+        result = run_batch(config)
     if result.keystore_created:
         print(f"accesslog: created keystore {args.keys or 'from $ACCESSLOG_KEYS'} (0600); keep it outside "
               "the warehouse and back it up: without it pseudonyms cannot be matched to a person",
@@ -115,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("accesslog: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: its message may quote log data, so it is hidden by default
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"accesslog: internal error ({type(e).__name__}); this is a bug — rerun with "
+              f"{DEBUG_ENV}=1 to see the traceback (it may contain log data)", file=sys.stderr)
+        return 3
     return 2
 
 

@@ -54,7 +54,8 @@ def resolve_path(path: str | os.PathLike) -> Path:
 class Keystore:
     """Period keys from a keystore file (or derived from a master secret)."""
 
-    def __init__(self, path: str | os.PathLike | None, period: str = "day", master: str | None = None):
+    def __init__(self, path: str | os.PathLike | None, period: str = "day", master: str | None = None,
+                 outside: Path | None = None):
         if period not in PERIODS:
             raise AccesslogError(f"unknown key period {period!r}: use one of {', '.join(PERIODS)}")
         self.period = period
@@ -68,14 +69,20 @@ class Keystore:
         if master is not None and len(master) < 32:
             raise AccesslogError(f"{MASTER_ENV} is too short: use at least 32 random characters "
                                  "(e.g. `openssl rand -hex 32`)")
+        if self.path is not None and outside is not None:
+            outside = Path(outside).resolve()
+            if self.path == outside or outside in self.path.parents:
+                raise AccesslogError(f"keystore {self.path} is inside the warehouse {outside}: keep keys "
+                                     "outside (pass --keys with a path outside --warehouse)")
         if self.path is not None:
             self._check_or_create()
 
     @classmethod
-    def from_options(cls, path: str | None, period: str = "day") -> "Keystore":
+    def from_options(cls, path: str | None, period: str = "day", outside: Path | None = None) -> "Keystore":
+        """--keys, else $ACCESSLOG_KEYS, else $ACCESSLOG_MASTER_KEY; `outside`: the warehouse."""
         path = path or os.environ.get(KEYS_ENV)
         master = os.environ.get(MASTER_ENV) if not path else None
-        return cls(path, period=period, master=master)
+        return cls(path, period=period, master=master, outside=outside)
 
     # -- file handling -----------------------------------------------------------------
     def _check_or_create(self) -> None:

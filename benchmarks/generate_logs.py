@@ -602,7 +602,9 @@ class Traffic:
             method, target = "GET", "/api/v1/health"
         status = self.status_api.pick(r)
         if method == "OPTIONS":
-            status = 204
+            status = 204                       # CORS preflight
+        elif status in (201, 204) and method in ("GET", "HEAD"):
+            status = 200
         elif method == "POST" and status == 200 and r() < 0.5:
             status = 201
         elif method == "DELETE" and status == 200:

@@ -128,12 +128,6 @@ def identify_inputs(patterns: list[str], warehouse: str) -> tuple[list[LogInput]
     return list(unique.values()), temp
 
 
-def check_keystore_location(keystore: Keystore, warehouse: Path) -> None:
-    if keystore.path is not None and (warehouse == keystore.path or warehouse in keystore.path.parents):
-        raise AccesslogError(f"keystore {keystore.path} is inside the warehouse: keep keys outside "
-                             "(pass --keys with a path outside --warehouse)")
-
-
 def build_pipeline(p: beam.Pipeline, inputs: list[LogInput], fmt: LogFormat, keystore: Keystore,
                    scrubber: Scrubber, warehouse: str, run_id: str, now: datetime, retention_days: int,
                    max_reject_ratio: float, chunk_bytes: int = CHUNK_BYTES, redistribute: bool = False):
@@ -168,9 +162,8 @@ def run_batch(config: RunConfig) -> RunResult:
         raise AccesslogError("--max-reject-ratio must be between 0 and 1")
     fmt = resolve_format(config.log_format)
     now = parse_now(config.now)
-    keystore = Keystore.from_options(config.keys, config.key_period)
     warehouse = wh.prepare(config.warehouse)
-    check_keystore_location(keystore, warehouse)
+    keystore = Keystore.from_options(config.keys, config.key_period, outside=warehouse)
     scrubber = Scrubber(parse_secret_params(config.secret_params))
     options, redistribute = beam_options(config.beam_args)
     run_id = wh.new_run_id()
