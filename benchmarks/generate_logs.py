@@ -45,14 +45,13 @@ pieces, written in batches); memory stays bounded (lines are emitted in time win
 from __future__ import annotations
 
 import argparse
-import bisect
 import gzip
 import ipaddress
 import math
 import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from operator import itemgetter
 from pathlib import Path
 from typing import Iterator
@@ -439,7 +438,7 @@ class Traffic:
 
     # -- request kinds -----------------------------------------------------------------------
     def page(self, kind: int = HUMAN) -> tuple:
-        s, r, rng = self.site, self.r, self.rng
+        s, r = self.site, self.r
         p = self.page_table.pick(r)
         method = "GET"
         status = None
@@ -504,7 +503,7 @@ class Traffic:
         return method, target, status, self.body_bytes(status, base, method), rt, up
 
     def asset(self, first: bool) -> tuple:
-        s, r, rng = self.site, self.r, self.rng
+        s, r = self.site, self.r
         if first and r() < 0.8:
             target = self.ch(s.page_assets)
         elif r() < 0.6:
@@ -528,7 +527,7 @@ class Traffic:
         return "GET", target, status, self.body_bytes(status, base, "GET"), rt, None
 
     def crawl(self, kind: int) -> tuple:
-        r, rng = self.r, self.rng
+        r = self.r
         x = r()
         if x < 0.04:
             target = "/robots.txt"
@@ -555,7 +554,7 @@ class Traffic:
     ) * 4 + (("PROPFIND", "/", 405),)
 
     def probe(self) -> tuple:
-        r, rng = self.r, self.rng
+        r = self.r
         x = r()
         if x < 0.05:   # TLS ClientHello sent to the plain-HTTP port
             req = "\\x16\\x03\\x01\\x00\\xF5\\x01\\x00\\x00\\xF1\\x03\\x03" if r() < 0.7 else \
@@ -573,7 +572,7 @@ class Traffic:
         return method, target, status, self.body_bytes(status, 9000, method), rt, up
 
     def api(self) -> tuple:
-        s, r, rng = self.site, self.r, self.rng
+        s, r = self.site, self.r
         x = r()
         pid = self.ch(s.products)
         if x < 0.35:
@@ -613,7 +612,6 @@ class Traffic:
         return method, target, status, self.body_bytes(status, 1800, method), rt, up
 
     def admin(self, first: bool) -> tuple:
-        rng = self.rng
         target = self.ch(("/admin/", "/admin/orders", "/admin/orders?status=open", "/admin/users",
                              f"/admin/users/{self.ch(self.site.emails)}", "/admin/reports/daily"))
         status = 401 if first and self.r() < 0.3 else 200
@@ -926,7 +924,7 @@ def write(path: str | Path, lines: int, fmt: str = "timed_combined", seed: int =
     stats: dict = {}
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as raw:
-        out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) \
+        out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) \
             if path.name.endswith(".gz") else raw
         buf: list[str] = []
         for line in generate(lines, fmt, seed, stats=stats, **kwargs):

@@ -320,8 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                                  str(args.threads), "1" if args.duckdb_partitioned else "0"], prefix,
                                 timeout=args.timeout)
             else:
+                # COMBINED ignores trailing fields, so it reads main and timed_combined too.
                 run = run_child([goaccess, str(logfile), "--log-format=COMBINED", "--no-global-config",
-                                 "-o", str(workdir / "goaccess.json")], prefix, timeout=args.timeout)
+                                 "--no-progress", "-o", str(workdir / "goaccess.json")], prefix,
+                                timeout=args.timeout)
             tool.runs.append(run)
             status = "ok" if run.rc == 0 else f"FAILED rc={run.rc}"
             print(f"[{rep}/{args.repeat}] {name:9s} {run.seconds:7.2f} s  {lines / run.seconds:>10,.0f} lines/s  "
@@ -346,6 +348,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"{well_formed:,}: {verdict} (inside DuckDB {info.get('copy_seconds', 0):.2f} s)"
                       if rows is not None and files is not None else
                       f"    duckdb rows: could not verify (stdout: {run.stdout.strip()[-200:]!r})")
+            elif name == "goaccess":
+                try:
+                    general = json.loads((workdir / "goaccess.json").read_text())["general"]
+                    print(f"    goaccess valid requests {general['valid_requests']:,} vs well-formed lines "
+                          f"{well_formed:,}: {'OK' if general['valid_requests'] == well_formed else 'MISMATCH'}")
+                except (OSError, ValueError, KeyError) as exc:
+                    print(f"    goaccess: could not read its JSON report ({exc})")
             elif name == "accesslog":
                 rows = count_parquet_rows(str(warehouse / "access" / "**" / "*.parquet"))
                 rejects = None
