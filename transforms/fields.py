@@ -24,7 +24,7 @@ TIME_VARIABLES = ("time_local", "time_iso8601", "msec")  # in order of preferenc
 CLIENT_VARIABLES = ("remote_addr", "realip_remote_addr")
 HOST_VARIABLES = ("host", "server_name", "http_host")
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
-_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})")
+_ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})")
 # A request line is "METHOD target HTTP/x.y"; HTTP/0.9 lines have no protocol, and
 # some clients send spaces in the target. The strict pattern is one-pass for RE2
 # (fast); the lenient one handles the rest.
@@ -35,25 +35,40 @@ _REQUEST_LENIENT = (r"^(?P<method>[A-Za-z][A-Za-z0-9_-]*) (?P<path>[^?]*?)(?P<qu
 
 def _decode_nginx(text: str) -> str:
     """Undo nginx escape=default (\\xHH for '"', '\\', control and non-ASCII bytes)."""
-    raw = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text).encode("latin-1", "replace")
+    # On the UTF-8 bytes, so characters that were not escaped (a raw 'é', U+FFFD) survive.
+    raw = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8"))
     return raw.decode("utf-8", "replace")
 
 
-def map_unique(values: pa.Array, fn, type_: pa.DataType = pa.string()) -> pa.Array:
-    """Apply a Python function once per distinct value of `values` (nulls stay null)."""
+def on_uniques(values: pa.Array, fn) -> pa.Array:
+    """Apply a column function (Array -> Array) to the distinct values only, then `take` back.
+
+    Log columns repeat heavily (user agents, referrers, paths), so this is usually far
+    cheaper than running the function over every row. Nulls stay null.
+    """
     encoded = pc.dictionary_encode(values)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
-    mapped = pa.array([None if v is None else fn(v) for v in encoded.dictionary.to_pylist()], type_)
-    return pc.take(mapped, encoded.indices)
+    return fn(encoded.dictionary).take(encoded.indices)
+
+
+def map_unique(values: pa.Array, fn, type_: pa.DataType = pa.string()) -> pa.Array:
+    """Apply a Python function (str -> value) once per distinct value of `values`."""
+    return on_uniques(values, lambda uniques: pa.array([fn(v) for v in uniques.to_pylist()], type_))
 
 
 def decode_escapes(values: pa.Array) -> pa.Array:
-    """Decode nginx \\xHH escapes in the rows that have any; invalid UTF-8 -> U+FFFD."""
+    """Decode nginx \\xHH escapes in the values that have any; invalid UTF-8 -> U+FFFD."""
     has_escape = pc.fill_null(pc.match_substring(values, "\\x"), False)
     if not pc.any(has_escape).as_py():
         return values
-    return pc.if_else(has_escape, map_unique(values, _decode_nginx), values)
+    decoded = pa.array([_decode_nginx(v) for v in values.filter(has_escape).to_pylist()], pa.string())
+    return pc.replace_with_mask(values, has_escape, decoded)
+
+
+def clean_text(values: pa.Array) -> pa.Array:
+    """A logged string variable -> its value: escapes decoded, '-' and '' as null."""
+    return on_uniques(values, lambda uniques: dash_to_null(decode_escapes(uniques)))
 
 
 def dash_to_null(values: pa.Array) -> pa.Array:
@@ -134,7 +149,7 @@ def split_request(request: pa.Array) -> dict[str, pa.Array]:
     encoded = pc.dictionary_encode(request)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
-    uniques = encoded.dictionary
+    uniques = decode_escapes(encoded.dictionary)
     parts = pc.extract_regex(uniques, _REQUEST_STRICT)
     columns = {name: pc.struct_field(parts, name) for name in ("method", "path", "query", "protocol")}
     missed = pc.is_null(parts)
@@ -217,22 +232,22 @@ def build_records(fields: dict[str, pa.Array], n: int) -> tuple[dict[str, pa.Arr
 
     request = fields.get("request")
     if request is not None:
-        out.update(split_request(decode_escapes(request)))
+        out.update(split_request(request))
     else:
         out["method"] = out["url_path"] = out["url_query"] = out["protocol"] = null_str
 
     for column, var in (("referrer", "http_referer"), ("user_agent", "http_user_agent"),
                         ("upstream_status", "upstream_status")):
-        out[column] = dash_to_null(decode_escapes(fields[var])) if var in fields else null_str
+        out[column] = clean_text(fields[var]) if var in fields else null_str
     _, host = _first(fields, HOST_VARIABLES)
-    out["host"] = dash_to_null(decode_escapes(host)) if host is not None else null_str
+    out["host"] = clean_text(host) if host is not None else null_str
     if "http_accept_language" in fields:
-        out["language"] = map_unique(dash_to_null(fields["http_accept_language"]), primary_language)
+        out["language"] = map_unique(fields["http_accept_language"],
+                                     lambda v: None if v in ("-", "") else primary_language(v))
     else:
         out["language"] = null_str
     if "upstream_response_time" in fields:
-        out["upstream_ms"] = map_unique(dash_to_null(fields["upstream_response_time"]),
-                                        upstream_total_ms, pa.float64())
+        out["upstream_ms"] = map_unique(fields["upstream_response_time"], upstream_total_ms, pa.float64())
     else:
         out["upstream_ms"] = pa.nulls(n, pa.float64())
 
@@ -243,6 +258,6 @@ def build_records(fields: dict[str, pa.Array], n: int) -> tuple[dict[str, pa.Arr
     else:
         out["_client_ip"] = map_unique(client, normalize_ip)
         rejects.add(pc.is_null(out["_client_ip"]), f"invalid ${client_var}")
-    out["_remote_user"] = (dash_to_null(decode_escapes(fields["remote_user"]))
+    out["_remote_user"] = (clean_text(fields["remote_user"])
                            if "remote_user" in fields else null_str)
     return out, rejects.reason

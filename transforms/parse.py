@@ -100,25 +100,31 @@ def _odd_quote_lines(data: bytes, starts: np.ndarray) -> np.ndarray:
     return per_line % 2 == 1
 
 
-def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[dict[str, pa.Array], np.ndarray]:
-    """CSV fast path -> (fields of the accepted rows, accepted line indexes)."""
+def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray,
+              ends: np.ndarray) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray]:
+    """CSV fast path -> (fields per tokenized row, their line indexes, rows to redo by regex).
+
+    Rows that split into the right number of tokens but fail a literal/prefix check
+    are returned too (filtering every column costs more than dropping them later).
+    """
     n_lines = len(starts)
-    lines_fed = np.arange(n_lines)
+    odd = _odd_quote_lines(data, starts)
+    if odd.any():
+        # A truncated line with an unbalanced quote would make the tokenizer swallow the
+        # next lines. Blank such lines out (same length, so positions hold): the tokenizer
+        # reports them invalid and the regex path sees their original text.
+        buf = bytearray(data)
+        for i in np.flatnonzero(odd).tolist():
+            buf[starts[i]:ends[i]] = b"\x01" * int(ends[i] - starts[i])
+        data = bytes(buf)
     table, invalid = _read_tokens(fmt, data)
     if table.num_rows + len(invalid) != n_lines or None in invalid:
-        # A line with an unbalanced quote swallowed its neighbours: leave such lines
-        # to the regex path and tokenize the rest again.
-        odd = _odd_quote_lines(data, starts)
-        lines_fed = np.flatnonzero(~odd)
-        data = b"".join(data[starts[i]:ends[i]] + b"\n" for i in lines_fed.tolist())
-        table, invalid = _read_tokens(fmt, data)
-        if table.num_rows + len(invalid) != len(lines_fed) or None in invalid:
-            return {}, np.zeros(0, np.int64)   # cannot map rows to lines: all go the slow path
+        return {}, np.zeros(0, np.int64), np.zeros(0, bool)   # cannot map rows to lines: regex path
     names = table.column_names
-    keep = np.ones(len(lines_fed), dtype=bool)
+    keep = np.ones(n_lines, dtype=bool)
     if invalid:
         keep[np.asarray(invalid, dtype=np.int64) - 1] = False
-    rows = lines_fed[keep]
+    rows = np.flatnonzero(keep)
     ok = np.ones(len(rows), dtype=bool)
     fields: dict[str, pa.Array] = {}
     i = 0
@@ -140,11 +146,7 @@ def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray, ends: np.ndarray)
                                                                -len(col.suffix) or None))
         else:
             fields.setdefault(col.var, value)
-    if not ok.all():
-        mask = pa.array(ok)
-        fields = {k: v.filter(mask) for k, v in fields.items()}
-        rows = rows[ok]
-    return fields, rows
+    return fields, rows, ~ok
 
 
 def _regex_parse(fmt: LogFormat, texts: list[str]) -> tuple[list[tuple], list[int]]:
@@ -176,10 +178,11 @@ def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChu
 
     use_tokenizer = fmt.columns is not None and b"\r" not in data and n_lines > 0
     if use_tokenizer:
-        fields, rows = _tokenize(fmt, data, starts, ends)
-        leftover = np.setdiff1d(np.arange(n_lines), rows, assume_unique=True)
+        fields, rows, redo = _tokenize(fmt, data, starts, ends)
+        leftover = np.union1d(np.setdiff1d(np.arange(n_lines), rows, assume_unique=True), rows[redo])
     else:
-        fields, rows, leftover = {}, np.zeros(0, np.int64), np.arange(n_lines)
+        fields, rows, redo = {}, np.zeros(0, np.int64), np.zeros(0, bool)
+        leftover = np.arange(n_lines)
 
     reject_rows, reject_reasons = [], []
     if len(leftover):
@@ -201,19 +204,21 @@ def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChu
             else:
                 fields = slow
             rows = np.concatenate([rows, leftover[np.asarray(matched, dtype=np.int64)]])
+            redo = np.concatenate([redo, np.zeros(len(matched), bool)])
 
     n = len(rows)
     if n:
         columns, reasons = build_records(fields, n)
-        bad = reasons != None  # noqa: E711
+        bad = (reasons != None) & ~redo  # noqa: E711 (redo rows were parsed again by regex)
         for r in np.flatnonzero(bad):
             reject_rows.append(int(rows[r]))
             reject_reasons.append(reasons[r])
         columns["source"] = pc.fill_null(pa.nulls(n, pa.string()), chunk.source)
         columns["source_line"] = pa.array(rows + chunk.first_line, pa.int64())
         records = pa.table(columns)
-        if bad.any():
-            records = records.filter(pa.array(~bad))
+        drop = bad | redo
+        if drop.any():
+            records = records.filter(pa.array(~drop))
     else:
         records = pa.table({})
     date_hint = pc.min(records["received_at"]).value if records.num_rows else None

@@ -26,8 +26,9 @@ def user_field_regex(fmt: LogFormat) -> re.Pattern | None:
     if "remote_user" not in fmt.variables:
         return None
     parts = ["^"]
-    pieces = [("lit", t) if not t.startswith("$") else ("var", t[1:])
-              for t in re.split(r"(\$[A-Za-z0-9_]+)", fmt.body) if t]
+    # Both `$name` and `${name}` (as transforms.formats accepts them).
+    pieces = [("lit", t) if not t.startswith("$") else ("var", t[1:].strip("{}"))
+              for t in re.split(r"(\$\{[A-Za-z0-9_]+\}|\$[A-Za-z0-9_]+)", fmt.body) if t]
     for i, (kind, text) in enumerate(pieces):
         if kind == "lit":
             parts.append(re.escape(text))

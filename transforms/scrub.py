@@ -20,7 +20,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.fields import map_unique
+from transforms.fields import on_uniques
 from transforms.parse import RecordChunk
 
 REDACTED = "REDACTED"
@@ -86,7 +86,11 @@ class Scrubber:
     def _pairs(self, text: str) -> str:
         def sub(m: re.Match) -> str:
             name, value = m.group(1), m.group(2)
-            return f"{name}={REDACTED}" if value and self.is_secret(name) else m.group(0)
+            if value and self.is_secret(name):
+                return f"{name}={REDACTED}"
+            if "=" in value:  # a URL inside a value: ?next=/account?token=...
+                return f"{name}={self._pairs(value)}"
+            return m.group(0)
         return _PAIR.sub(sub, text)
 
     def scrub(self, text: str, ips: bool = True) -> str:
@@ -102,17 +106,18 @@ class Scrubber:
         return _replace_ips(text) if ips else text
 
     def scrub_column(self, values: pa.Array, ips: bool = True) -> pa.Array:
-        """Vectorized: screen with RE2, scrub the distinct candidate values in Python."""
+        """Vectorized: screen the distinct values with RE2, scrub the candidates in Python."""
         if len(values) == 0 or values.null_count == len(values):
             return values
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
         screen = self.screen if ips else self.screen_secrets
-        candidates = pc.fill_null(pc.match_substring_regex(values, screen), False)
-        if not pc.any(candidates).as_py():
-            return values
-        scrubbed = map_unique(values.filter(candidates), lambda v: self.scrub(v, ips))
-        return pc.replace_with_mask(values, candidates, scrubbed)
+
+        def scrub_uniques(uniques: pa.Array) -> pa.Array:
+            candidates = pc.fill_null(pc.match_substring_regex(uniques, screen), False)
+            if not pc.any(candidates).as_py():
+                return uniques
+            scrubbed = [self.scrub(v, ips) for v in uniques.filter(candidates).to_pylist()]
+            return pc.replace_with_mask(uniques, candidates, pa.array(scrubbed, pa.string()))
+        return on_uniques(values, scrub_uniques)
 
 
 # column -> whether IP literals are redacted in it (not in user agents: versions look like IPs)

@@ -63,6 +63,9 @@ def msec_us(text: str) -> int | None:
 # Arrow's strptime handles the common shape of a variable in C; the Python parser
 # takes what it leaves null (fractional seconds, odd forms) or is authoritative.
 ARROW_FORMATS = {"time_local": "%d/%b/%Y:%H:%M:%S %z"}
+# Values Arrow parses without complaint but may get wrong: it rolls an impossible day
+# (31/Feb) over into the next month instead of failing. The Python parser checks them.
+_ARROW_UNSURE = {"%d/%b/%Y:%H:%M:%S %z": r"^\[?(29|3[01])/"}
 
 
 def parse_unique(values: pa.Array, parse: Callable[[str], int | None], arrow_format: str | None = None) -> pa.Array:
@@ -74,6 +77,8 @@ def parse_unique(values: pa.Array, parse: Callable[[str], int | None], arrow_for
     if arrow_format is not None:
         parsed = pc.cast(pc.strptime(uniques, format=arrow_format, unit="us", error_is_null=True), pa.int64())
         missed = pc.is_null(parsed)
+        if arrow_format in _ARROW_UNSURE:
+            missed = pc.or_(missed, pc.match_substring_regex(uniques, _ARROW_UNSURE[arrow_format]))
         if pc.any(missed).as_py():
             rest = pa.array([parse(s) for s in uniques.filter(missed).to_pylist()], pa.int64())
             parsed = pc.replace_with_mask(parsed, missed, rest)

@@ -1,0 +1,190 @@
+"""read_chunks / describe_input / expand_inputs: content-defined chunks of whole lines."""
+import gzip
+import random
+import shutil
+
+import pytest
+
+from accesslog.errors import AccesslogError
+from transforms.chunks import describe_input, expand_inputs, fingerprint, read_chunks
+
+CHUNK = 1000
+
+
+def log_bytes(n_lines: int, seed: int = 7) -> bytes:
+    """Lines of varying length (20..300 bytes), like a real access log's."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n_lines):
+        pad = "x" * rng.randint(0, 260)
+        lines.append(f"192.0.2.{i % 250} line {i} {pad}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def expected_chunks(content: bytes, chunk_bytes: int) -> list[tuple[int, bytes]]:
+    """The documented contract, computed directly: chunk k starts at the first line
+    that begins at or after byte k * chunk_bytes."""
+    starts = [0] + [i + 1 for i, b in enumerate(content) if b == 10 and i + 1 < len(content)]
+    cuts = sorted({next((s for s in starts if s >= k * chunk_bytes), None)
+                   for k in range(1, len(content) // chunk_bytes + 1)} - {None, 0})
+    bounds = [0] + cuts + [len(content)]
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        out.append((content[:a].count(b"\n") + 1, content[a:b]))
+    return out
+
+
+def chunks_of(path, chunk_bytes=CHUNK):
+    return [(c.first_line, c.data) for c in read_chunks(describe_input(str(path)), chunk_bytes=chunk_bytes)]
+
+
+@pytest.fixture
+def plain_and_gzip(tmp_path):
+    content = log_bytes(3000)
+    plain, gz = tmp_path / "access.log", tmp_path / "access.log.1.gz"
+    plain.write_bytes(content)
+    gz.write_bytes(gzip.compress(content))
+    return content, plain, gz
+
+
+def test_chunks_follow_the_content_defined_contract(plain_and_gzip):
+    content, plain, _ = plain_and_gzip
+    got = chunks_of(plain)
+    assert len(got) > 100
+    assert got == expected_chunks(content, CHUNK)
+
+
+def test_plain_and_gzip_give_identical_chunks(plain_and_gzip):
+    _, plain, gz = plain_and_gzip
+    assert chunks_of(plain) == chunks_of(gz)
+
+
+def test_chunks_concatenate_to_the_file(plain_and_gzip):
+    content, plain, gz = plain_and_gzip
+    assert b"".join(data for _, data in chunks_of(plain)) == content
+    assert b"".join(data for _, data in chunks_of(gz)) == content
+
+
+def test_chunks_hold_whole_lines_and_first_line_is_cumulative(plain_and_gzip):
+    _, plain, _ = plain_and_gzip
+    line = 1
+    for first_line, data in chunks_of(plain):
+        assert first_line == line
+        assert data.endswith(b"\n")
+        line += data.count(b"\n")
+    assert line == 3001
+
+
+def test_other_chunk_sizes_follow_the_same_contract(plain_and_gzip):
+    content, plain, _ = plain_and_gzip
+    assert chunks_of(plain, 4000) == expected_chunks(content, 4000)
+    # chunk_bytes=1: every line starts a new chunk.
+    assert chunks_of(plain, 1) == [(i + 1, l + b"\n") for i, l in enumerate(content.split(b"\n")[:-1])]
+
+
+def test_grown_file_keeps_earlier_chunks(tmp_path):
+    content = log_bytes(2000)
+    path = tmp_path / "access.log"
+    path.write_bytes(content)
+    before = chunks_of(path)
+    with open(path, "ab") as f:
+        f.write(log_bytes(500, seed=99))
+    after = chunks_of(path)
+    assert after[:len(before) - 1] == before[:-1]
+    assert len(after) > len(before)
+    assert after[len(before) - 1][1].startswith(before[-1][1])
+
+
+def test_last_line_without_newline(tmp_path):
+    content = log_bytes(400).rstrip(b"\n")
+    path = tmp_path / "access.log"
+    path.write_bytes(content)
+    got = chunks_of(path)
+    assert b"".join(d for _, d in got) == content
+    assert not got[-1][1].endswith(b"\n")
+    assert got == expected_chunks(content, CHUNK)
+
+
+def test_a_line_longer_than_a_chunk_is_never_split(tmp_path):
+    content = b"short\n" + b"L" * 5000 + b"\nshort again\n" + log_bytes(50)
+    path = tmp_path / "access.log"
+    path.write_bytes(content)
+    got = chunks_of(path)
+    assert any(b"L" * 5000 + b"\n" in d for _, d in got)
+    assert all(d.endswith(b"\n") for _, d in got)
+    assert got == expected_chunks(content, CHUNK)
+
+
+def test_empty_file_has_no_chunks(tmp_path):
+    path = tmp_path / "empty.log"
+    path.write_bytes(b"")
+    assert chunks_of(path) == []
+
+
+def test_chunks_carry_source_and_input_id(plain_and_gzip):
+    _, plain, _ = plain_and_gzip
+    log_input = describe_input(str(plain), source="web-1/access.log")
+    chunk = next(read_chunks(log_input, chunk_bytes=CHUNK))
+    assert (chunk.source, chunk.input_id) == ("web-1/access.log", log_input.input_id)
+
+
+# -- identity ---------------------------------------------------------------------------------
+
+
+def test_fingerprint_identical_for_plain_gzip_and_renamed_copy(plain_and_gzip, tmp_path):
+    _, plain, gz = plain_and_gzip
+    copy = tmp_path / "renamed.log"
+    shutil.copy(plain, copy)
+    a, b, c = describe_input(str(plain)), describe_input(str(gz)), describe_input(str(copy))
+    assert (a.gzipped, b.gzipped) == (False, True)
+    assert a.input_id == b.input_id == c.input_id
+    assert len(a.input_id) == 16
+
+
+def test_fingerprint_differs_for_other_content(tmp_path):
+    one, two = tmp_path / "one.log", tmp_path / "two.log"
+    one.write_bytes(log_bytes(10, seed=1))
+    two.write_bytes(log_bytes(10, seed=2))
+    assert describe_input(str(one)).input_id != describe_input(str(two)).input_id
+
+
+def test_fingerprint_covers_only_the_head(tmp_path):
+    head = log_bytes(2000)
+    path = tmp_path / "access.log"
+    path.write_bytes(head)
+    input_id, hashed = fingerprint(str(path), False, length=1024)
+    path.write_bytes(head + b"appended line\n")
+    assert fingerprint(str(path), False, length=1024) == (input_id, hashed)
+    assert hashed == 1024
+
+
+def test_unreadable_gzip_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.gz"
+    path.write_bytes(b"\x1f\x8b" + b"not really gzip")
+    with pytest.raises(AccesslogError, match="cannot read"):
+        describe_input(str(path))
+
+
+# -- expand_inputs ----------------------------------------------------------------------------
+
+
+def test_expand_inputs(tmp_path):
+    for name in ("b.log", "a.log", "c.txt"):
+        (tmp_path / name).write_text("x\n")
+    assert expand_inputs([str(tmp_path / "*.log"), "-", str(tmp_path / "c.txt")]) == \
+        [str(tmp_path / "a.log"), str(tmp_path / "b.log"), "-", str(tmp_path / "c.txt")]
+
+
+def test_expand_inputs_missing_file(tmp_path):
+    with pytest.raises(AccesslogError, match="not a readable file"):
+        expand_inputs([str(tmp_path / "missing.log")])
+
+
+def test_expand_inputs_glob_matching_nothing(tmp_path):
+    with pytest.raises(AccesslogError, match="no input matches"):
+        expand_inputs([str(tmp_path / "*.gz")])
+
+
+def test_expand_inputs_directory(tmp_path):
+    with pytest.raises(AccesslogError, match="not a readable file"):
+        expand_inputs([str(tmp_path)])

@@ -1,0 +1,71 @@
+"""RedactRejects helpers: rejected raw lines are personal data too; what gets stored is redacted."""
+import hashlib
+import hmac
+import ipaddress
+from datetime import date, datetime, timezone
+
+import pytest
+
+from accesslog.keystore import Keystore
+from schemas import REJECTS
+from transforms.formats import compile_format, resolve_format
+from transforms.parse import RejectChunk
+from transforms.rejects import redact_line, rejects_table, user_field_regex
+from transforms.scrub import REDACTED, Scrubber
+
+SECRET = bytes(range(32))
+
+
+def pseudonym(secret, ip):
+    return hmac.new(secret, ipaddress.ip_address(ip).packed, hashlib.sha256).digest()[:16].hex()
+
+
+@pytest.mark.parametrize("body", [
+    "combined",
+    "timed_combined",
+    '${remote_addr} - ${remote_user} [$time_local] "$request" $status',
+    '$remote_addr $remote_user [$time_local] "$request" $status',
+])
+def test_user_name_is_redacted(body):
+    fmt = resolve_format(body)
+    dash = " - " if " - " in fmt.body else " "
+    line = f'198.51.100.23{dash}bob smith [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"'
+    out = redact_line(line, SECRET, Scrubber(), user_field_regex(fmt))
+    assert "bob" not in out and "smith" not in out
+    assert out == f"ip:{pseudonym(SECRET, '198.51.100.23')}{dash}{REDACTED} [10/Oct/2000:13:55:36 +0000]" \
+                  ' "GET / HTTP/1.1" 2x0 0 "-" "-"'
+
+
+def test_dash_user_is_left_alone():
+    fmt = resolve_format("combined")
+    line = '192.0.2.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"'
+    assert redact_line(line, SECRET, Scrubber(), user_field_regex(fmt)).startswith(
+        f"ip:{pseudonym(SECRET, '192.0.2.1')} - - [")
+
+
+def test_format_without_user_has_no_user_regex():
+    assert user_field_regex(compile_format('$remote_addr [$time_local] "$request" $status')) is None
+
+
+def test_secrets_emails_and_all_ips_in_a_garbage_line():
+    line = "garbage 2001:db8::7 and 203.0.113.9 GET /x?password=hunter2 from jane.doe@example.org"
+    out = redact_line(line, SECRET, Scrubber(), None)
+    assert out == (f"garbage ip:{pseudonym(SECRET, '2001:db8::7')} and ip:{pseudonym(SECRET, '203.0.113.9')}"
+                   f" GET /x?password={REDACTED} from {REDACTED}")
+
+
+def test_rejects_table(tmp_path):
+    keystore = Keystore(tmp_path / "keys.json")
+    hint = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+    chunk = RejectChunk("access.log", "id", 1, source_lines=[2, 5], reasons=["invalid $status", "empty line"],
+                        lines=['192.0.2.1 - eve [20/Nov/2026:08:00:00 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"', ""],
+                        date_hint=int(hint.timestamp() * 1_000_000))
+    table = rejects_table(chunk, keystore, Scrubber(), user_field_regex(resolve_format("combined")),
+                          now=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    _, secret = keystore.key_for_day(date(2026, 11, 20))    # the key of the hinted day, not of `now`
+    assert table.select(REJECTS.names).schema == REJECTS
+    assert table["source_line"].to_pylist() == [2, 5]
+    assert table["reason"].to_pylist() == ["invalid $status", "empty line"]
+    assert table["line"][0].as_py().startswith(f"ip:{pseudonym(secret, '192.0.2.1')} - {REDACTED} [")
+    assert table["line"][1].as_py() == ""
+    assert table["_date_us"].to_pylist() == [chunk.date_hint] * 2
