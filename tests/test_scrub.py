@@ -211,3 +211,19 @@ def test_scrub_column_chunked():
 def test_scrub_column_ips_false_keeps_versions():
     values = pa.array(["Chrome/120.0.0.0", "bot admin@example.com"])
     assert Scrubber().scrub_column(values, ips=False).to_pylist() == ["Chrome/120.0.0.0", f"bot {REDACTED}"]
+
+
+@pytest.mark.parametrize("query, leaked", [
+    ("next=%2Faccount%3Ftoken%3Dabc123&a=1", "abc123"),
+    ("redirect_uri=https%3A%2F%2Fapp.example%2Fcb%3Fcode%3Dsecret123", "secret123"),
+])
+def test_percent_encoded_nested_url_secrets_are_redacted(query, leaked):
+    scrubbed = Scrubber().scrub(query)
+    assert leaked not in scrubbed and "REDACTED" in scrubbed
+    assert pa.array([query]).to_pylist() != Scrubber().scrub_column(pa.array([query])).to_pylist()
+
+
+def test_short_names_match_only_whole_names():
+    out = Scrubber().scrub("country_code=DE&zip_code=10115&sort_key=date&code=abc&key=k&x_api_key=s")
+    assert "country_code=DE" in out and "zip_code=10115" in out and "sort_key=date" in out
+    assert "code=REDACTED" in out and "&key=REDACTED" in out and "x_api_key=REDACTED" in out

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import apache_beam as beam
 import pyarrow as pa
@@ -30,6 +30,8 @@ DEFAULT_SECRET_PARAMS = (
     "sid", "phpsessid", "jsessionid", "code", "auth", "authorization", "signature", "sig",
     "email", "mail", "otp", "pin", "ssn",
 )
+# Matched only as whole names: as suffixes they would hit country_code, sort_key, ...
+EXACT_ONLY = frozenset({"key", "code", "sid", "sig", "pin"})
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40)(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}", re.IGNORECASE)
 _USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
 _IPV4 = re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])")
@@ -64,10 +66,11 @@ class Scrubber:
     def __init__(self, secret_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS):
         self.secret_params = tuple(secret_params)
         self._names = frozenset(self.secret_params)
+        self._suffixes = tuple(n for n in self._names if n not in EXACT_ONLY)
         self._secret_cache: dict[str, bool] = {}
         alternation = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
         # RE2 screen: any row that might need scrubbing. False positives only cost time.
-        self.screen_secrets = rf"(?i)({alternation})(\]|%5d)?=|@|%40"
+        self.screen_secrets = rf"(?i)({alternation})(\]|%5d)?(=|%3d)|@|%40"
         self.screen = self.screen_secrets + r"|[0-9]\.[0-9]{1,3}\.[0-9]|[0-9a-f]:[0-9a-f]{0,4}:|::"
 
     def is_secret(self, name: str) -> bool:
@@ -78,7 +81,7 @@ class Scrubber:
             if "[" in norm:
                 norm = norm.rsplit("[", 1)[1].rstrip("]")
             norm = norm.replace("-", "_")
-            known = norm in self._names or any(norm.endswith("_" + n) for n in self._names)
+            known = norm in self._names or any(norm.endswith("_" + n) for n in self._suffixes)
             if len(self._secret_cache) < 100_000:
                 self._secret_cache[name] = known
         return known
@@ -90,6 +93,11 @@ class Scrubber:
                 return f"{name}={REDACTED}"
             if "=" in value:  # a URL inside a value: ?next=/account?token=...
                 return f"{name}={self._pairs(value)}"
+            if "%3d" in value.lower():  # the same, percent-encoded: ?next=%2Fa%3Ftoken%3Dabc
+                decoded = unquote(value)
+                scrubbed = self._pairs(decoded)
+                if scrubbed != decoded:
+                    return f"{name}={quote(scrubbed, safe='/:')}"
             return m.group(0)
         return _PAIR.sub(sub, text)
 
