@@ -9,6 +9,8 @@ one of records or rejects.
 from __future__ import annotations
 
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -16,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.chunks import LogChunk
 from transforms.coders import register
@@ -161,8 +164,25 @@ def _regex_parse(fmt: LogFormat, texts: list[str]) -> tuple[list[tuple], list[in
     return groups, matched
 
 
-def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
-    """Parse one chunk. Returns records (with `source_line`) and rejects (raw lines)."""
+@dataclass
+class Tokenized:
+    """A chunk after the (GIL-free, mostly) tokenizer stage; see tokenize_chunk."""
+
+    chunk: LogChunk
+    data: bytes                # UTF-8, LF line ends
+    starts: np.ndarray
+    ends: np.ndarray
+    fields: dict
+    rows: np.ndarray           # line index of each tokenized row
+    redo: np.ndarray           # tokenized rows the regex path must parse again
+    seconds: float
+
+    def line(self, i: int) -> str:
+        return self.data[self.starts[i]:self.ends[i]].decode("utf-8")
+
+
+def tokenize_chunk(fmt: LogFormat, chunk: LogChunk) -> Tokenized:
+    """Stage 1: normalize bytes, find lines, split fields with the CSV tokenizer."""
     started = time.perf_counter()
     data = chunk.data
     if not data.isascii():
@@ -171,80 +191,109 @@ def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChu
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
     starts, ends = _line_bounds(data)
-    n_lines = len(starts)
-
-    def line(i: int) -> str:
-        return data[starts[i]:ends[i]].decode("utf-8")
-
-    use_tokenizer = fmt.columns is not None and b"\r" not in data and n_lines > 0
-    if use_tokenizer:
+    if fmt.columns is not None and b"\r" not in data and len(starts):
         fields, rows, redo = _tokenize(fmt, data, starts, ends)
-        leftover = np.union1d(np.setdiff1d(np.arange(n_lines), rows, assume_unique=True), rows[redo])
     else:
         fields, rows, redo = {}, np.zeros(0, np.int64), np.zeros(0, bool)
-        leftover = np.arange(n_lines)
+    return Tokenized(chunk, data, starts, ends, fields, rows, redo, time.perf_counter() - started)
 
+
+def _regex_rows(fmt: LogFormat, tok: Tokenized) -> tuple[list[int], list[str]]:
+    """Stage 2a: lines the tokenizer left go through the line regex; returns the rejects."""
+    n_lines = len(tok.starts)
+    leftover = np.union1d(np.setdiff1d(np.arange(n_lines), tok.rows, assume_unique=True), tok.rows[tok.redo])
     reject_rows, reject_reasons = [], []
-    if len(leftover):
-        texts = [line(i) for i in leftover]
-        groups, matched = _regex_parse(fmt, texts)
-        matched_set = set(matched)
-        for j, i in enumerate(leftover):
-            if j not in matched_set:
-                reject_rows.append(int(i))
-                reject_reasons.append("empty line" if not texts[j].strip()
-                                      else f"line does not match log format '{fmt.name}'")
-        if groups:
-            columns = list(zip(*groups))
-            slow = {}
-            for g, var in enumerate(fmt.group_vars):
-                slow.setdefault(var, pa.array(columns[g], pa.string()))
-            if fields:
-                fields = {k: pa.concat_arrays([fields[k], slow[k]]) for k in fields}
-            else:
-                fields = slow
-            rows = np.concatenate([rows, leftover[np.asarray(matched, dtype=np.int64)]])
-            redo = np.concatenate([redo, np.zeros(len(matched), bool)])
+    if not len(leftover):
+        return reject_rows, reject_reasons
+    texts = [tok.line(i) for i in leftover]
+    groups, matched = _regex_parse(fmt, texts)
+    matched_set = set(matched)
+    for j, i in enumerate(leftover):
+        if j not in matched_set:
+            reject_rows.append(int(i))
+            reject_reasons.append("empty line" if not texts[j].strip()
+                                  else f"line does not match log format '{fmt.name}'")
+    if groups:
+        columns = list(zip(*groups))
+        slow: dict[str, pa.Array] = {}
+        for g, var in enumerate(fmt.group_vars):
+            slow.setdefault(var, pa.array(columns[g], pa.string()))
+        tok.fields = {k: pa.concat_arrays([tok.fields[k], slow[k]]) for k in tok.fields} if tok.fields else slow
+        tok.rows = np.concatenate([tok.rows, leftover[np.asarray(matched, dtype=np.int64)]])
+        tok.redo = np.concatenate([tok.redo, np.zeros(len(matched), bool)])
+    return reject_rows, reject_reasons
 
-    n = len(rows)
+
+def finish_chunk(fmt: LogFormat, tok: Tokenized) -> tuple[RecordChunk, RejectChunk]:
+    """Stage 2: regex path, typed columns, rejects -> (records with source_line, raw rejects)."""
+    started = time.perf_counter()
+    chunk = tok.chunk
+    reject_rows, reject_reasons = _regex_rows(fmt, tok)
+    rows, n = tok.rows, len(tok.rows)
+    records = pa.table({})
     if n:
-        columns, reasons = build_records(fields, n)
-        bad = (reasons != None) & ~redo  # noqa: E711 (redo rows were parsed again by regex)
+        columns, reasons = build_records(tok.fields, n)
+        bad = (reasons != None) & ~tok.redo  # noqa: E711 (redo rows were parsed again by regex)
         for r in np.flatnonzero(bad):
             reject_rows.append(int(rows[r]))
             reject_reasons.append(reasons[r])
         columns["source"] = pc.fill_null(pa.nulls(n, pa.string()), chunk.source)
         columns["source_line"] = pa.array(rows + chunk.first_line, pa.int64())
         records = pa.table(columns)
-        drop = bad | redo
+        drop = bad | tok.redo
         if drop.any():
             records = records.filter(pa.array(~drop))
-    else:
-        records = pa.table({})
     date_hint = pc.min(records["received_at"]).value if records.num_rows else None
     order = np.argsort(reject_rows, kind="stable")
     rejects = RejectChunk(
         chunk.source, chunk.input_id, chunk.first_line,
         source_lines=[reject_rows[k] + chunk.first_line for k in order],
         reasons=[reject_reasons[k] for k in order],
-        lines=[line(reject_rows[k]) for k in order],
+        lines=[tok.line(reject_rows[k]) for k in order],
         date_hint=date_hint)
-    result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=n_lines,
+    result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(tok.starts),
                          records=records, rejected=len(reject_rows),
-                         seconds=time.perf_counter() - started)
+                         seconds=tok.seconds + time.perf_counter() - started)
     return result, rejects
+
+
+def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
+    """Parse one chunk. Returns records (with `source_line`) and rejects (raw lines)."""
+    return finish_chunk(fmt, tokenize_chunk(fmt, chunk))
 
 
 @beam.typehints.with_output_types(RecordChunk)
 class _ParseChunk(beam.DoFn):
+    """Tokenizes chunk k+1 in a background thread (Arrow's CSV reader releases the GIL)
+    while chunk k goes through the Python-heavy stages; results lag by one chunk."""
+
     def __init__(self, fmt: LogFormat):
         self.fmt = fmt
 
-    def process(self, chunk: LogChunk):
-        records, rejects = parse_chunk(self.fmt, chunk)
-        yield records
+    def setup(self):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
+
+    def start_bundle(self):
+        self.pending = deque()
+
+    def _emit(self):
+        future, timestamp, window = self.pending.popleft()
+        records, rejects = finish_chunk(self.fmt, future.result())
+        yield WindowedValue(records, timestamp, [window])
         # Always emitted, even empty: downstream counts lines per input from both.
-        yield beam.pvalue.TaggedOutput("rejects", rejects)
+        yield beam.pvalue.TaggedOutput("rejects", WindowedValue(rejects, timestamp, [window]))
+
+    def process(self, chunk: LogChunk, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        self.pending.append((self.pool.submit(tokenize_chunk, self.fmt, chunk), timestamp, window))
+        if len(self.pending) > 1:
+            yield from self._emit()
+
+    def finish_bundle(self):
+        while self.pending:
+            yield from self._emit()
+
+    def teardown(self):
+        self.pool.shutdown(wait=True)
 
 
 class ParseAccessLogs(beam.PTransform):
