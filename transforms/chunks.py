@@ -16,7 +16,9 @@ import glob
 import gzip
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
+from queue import Full, Queue
 from typing import Iterator
 
 import apache_beam as beam
@@ -129,6 +131,50 @@ def read_chunks(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> Iterator
             carry = buf[start:]
 
 
+def prefetched(items: Iterator, depth: int = 1) -> Iterator:
+    """Run an iterator in a background thread, `depth` items ahead of the consumer.
+
+    Reading and decompressing release the GIL, so the next chunk is read while the
+    current one is parsed. Exceptions are re-raised in the consumer.
+    """
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((item, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((done, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            queue.put((done, e))
+
+    thread = threading.Thread(target=produce, name="chunk-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _read_ahead(log_input: LogInput, chunk_bytes: int) -> Iterator[LogChunk]:
+    return prefetched(read_chunks(log_input, chunk_bytes))
+
+
 class ReadLogChunks(beam.PTransform):
     """LogInput elements -> LogChunk elements, redistributed so chunks parse in parallel."""
 
@@ -138,7 +184,7 @@ class ReadLogChunks(beam.PTransform):
         self.redistribute = redistribute
 
     def expand(self, inputs):
-        chunks = inputs | "ReadChunks" >> beam.FlatMap(read_chunks, chunk_bytes=self.chunk_bytes
+        chunks = inputs | "ReadChunks" >> beam.FlatMap(_read_ahead, chunk_bytes=self.chunk_bytes
                                                         ).with_output_types(LogChunk)
         if self.redistribute:
             chunks = chunks | "SpreadChunks" >> beam.Reshuffle()
