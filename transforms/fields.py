@@ -40,21 +40,42 @@ def _decode_nginx(text: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def encoded(values: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """`values` as one DictionaryArray (encoded here unless it already is)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+    return values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+
+
+def with_dictionary(indices: pa.Array, dictionary: pa.Array) -> pa.Array:
+    """Rows = dictionary[indices]. String results stay dictionary-encoded (filters, sorts
+    and Parquet writes then move int32 indices, not strings); others are taken."""
+    if not pa.types.is_string(dictionary.type):
+        return dictionary.take(indices)
+    if dictionary.null_count:  # a null entry must show as a null row (is_null looks at indices)
+        valid = pc.fill_null(pc.take(dictionary.is_valid(), indices), False)
+        indices = pc.if_else(valid, indices, pa.scalar(None, indices.type))
+        dictionary = pc.fill_null(dictionary, "")  # unreferenced now; Parquet refuses null entries
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
+
+
 def on_uniques(values: pa.Array, fn) -> pa.Array:
-    """Apply a column function (Array -> Array) to the distinct values only, then `take` back.
+    """Apply a column function (Array -> Array) to the distinct values only.
 
     Log columns repeat heavily (user agents, referrers, paths), so this is usually far
     cheaper than running the function over every row. Nulls stay null.
     """
-    encoded = pc.dictionary_encode(values)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    return fn(encoded.dictionary).take(encoded.indices)
+    enc = encoded(values)
+    return with_dictionary(enc.indices, fn(enc.dictionary))
 
 
 def map_unique(values: pa.Array, fn, type_: pa.DataType = pa.string()) -> pa.Array:
-    """Apply a Python function (str -> value) once per distinct value of `values`."""
-    return on_uniques(values, lambda uniques: pa.array([fn(v) for v in uniques.to_pylist()], type_))
+    """Apply a Python function (str -> value) once per distinct value of `values`.
+
+    `fn` may also see dictionary entries no row refers to (e.g. ''), so it must not fail on them.
+    """
+    return on_uniques(values, lambda uniques: pa.array(
+        [None if v is None else fn(v) for v in uniques.to_pylist()], type_))
 
 
 def decode_escapes(values: pa.Array) -> pa.Array:
@@ -146,10 +167,8 @@ def split_request(request: pa.Array) -> dict[str, pa.Array]:
 
     Works on the distinct request lines only, then `take`s the results back.
     """
-    encoded = pc.dictionary_encode(request)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    uniques = decode_escapes(encoded.dictionary)
+    enc = encoded(request)
+    uniques = decode_escapes(enc.dictionary)
     parts = pc.extract_regex(uniques, _REQUEST_STRICT)
     columns = {name: pc.struct_field(parts, name) for name in ("method", "path", "query", "protocol")}
     missed = pc.is_null(parts)
@@ -162,7 +181,7 @@ def split_request(request: pa.Array) -> dict[str, pa.Array]:
     columns["url_path"] = columns.pop("path")
     columns["url_query"] = pc.if_else(pc.equal(query, ""), null_str, pc.utf8_slice_codeunits(query, 1))
     columns["protocol"] = pc.if_else(pc.equal(protocol, ""), null_str, protocol)
-    return {name: values.take(encoded.indices) for name, values in columns.items()}
+    return {name: with_dictionary(enc.indices, values) for name, values in columns.items()}
 
 
 class _Rejects:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from accesslog.keystore import Keystore
-from transforms.fields import map_unique, normalize_ip, pack_ip
+from transforms.fields import encoded, map_unique, normalize_ip, pack_ip, with_dictionary
 from transforms.parse import RecordChunk
 
 EPOCH = date(1970, 1, 1)
@@ -39,9 +39,11 @@ def user_pseudonym(secret: bytes, name: str) -> str:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def network_of(ip_text: str) -> str:
-    """'203.0.113.7' -> '203.0.113.0/24'; IPv6 -> its /48."""
+def network_of(ip_text: str) -> str | None:
+    """'203.0.113.7' -> '203.0.113.0/24'; IPv6 -> its /48; None if not an IP."""
     packed = pack_ip(ip_text)
+    if packed is None:
+        return None
     if len(packed) == 4:
         return socket.inet_ntop(socket.AF_INET, packed[:3] + b"\0") + "/24"
     return socket.inet_ntop(socket.AF_INET6, packed[:6] + b"\0" * 10) + "/48"
@@ -56,19 +58,21 @@ def _keyed(values: pa.Array, days: np.ndarray, keystore: Keystore, fn) -> pa.Arr
     """fn(secret, value) once per distinct (value, day) pair; nulls stay null."""
     if values.null_count == len(values):
         return pa.nulls(len(values), pa.string())
-    encoded = pc.dictionary_encode(values)
-    uniques = encoded.dictionary.to_pylist()
-    valid = np.asarray(encoded.indices.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    idx = encoded.indices.fill_null(0).to_numpy().astype(np.int64)
+    enc = encoded(values)
+    uniques = enc.dictionary.to_pylist()
+    valid = np.asarray(enc.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    idx = enc.indices.fill_null(0).to_numpy().astype(np.int64)
     width = len(uniques)
-    pairs, inverse = np.unique(days.astype(np.int64) * width + idx, return_inverse=True)
-    pair_days, pair_values = np.divmod(pairs, width)
-    out: list[str] = []
+    # Invalid rows get pair -1 (sorted first), never hashed.
+    pair = np.where(valid, days.astype(np.int64) * width + idx, -1)
+    pairs, inverse = np.unique(pair, return_inverse=True)
+    out: list[str | None] = [None] if pairs[0] == -1 else []
+    real = pairs[pairs >= 0]
+    pair_days, pair_values = np.divmod(real, width)
     for day in np.unique(pair_days).tolist():
         _, secret = keystore.key_for_day(EPOCH + timedelta(days=day))
         out += [fn(secret, uniques[i]) for i in pair_values[pair_days == day].tolist()]
-    result = pa.array(out, pa.string()).take(pa.array(inverse.reshape(-1)))
-    return result if valid.all() else pc.if_else(pa.array(valid), result, pa.scalar(None, pa.string()))
+    return with_dictionary(pa.array(inverse.reshape(-1), pa.int32()), pa.array(out, pa.string()))
 
 
 def pseudonymize_records(table: pa.Table, keystore: Keystore) -> pa.Table:
@@ -76,14 +80,14 @@ def pseudonymize_records(table: pa.Table, keystore: Keystore) -> pa.Table:
     if table.num_rows == 0:
         return table.drop_columns([c for c in IN_MEMORY_COLUMNS if c in table.column_names])
     days = _days(table["received_at"])
-    ips = table["_client_ip"].combine_chunks()
+    ips = encoded(table["_client_ip"])
     labels = {int(d): keystore.key_for_day(EPOCH + timedelta(days=int(d)))[0] for d in np.unique(days)}
     unique_days, day_idx = np.unique(days, return_inverse=True)
     key_id = pa.array([labels[int(d)] for d in unique_days], pa.string()).take(pa.array(day_idx.reshape(-1)))
     columns = {
         "client_id": _keyed(ips, days, keystore, ip_pseudonym),
         "client_network": map_unique(ips, network_of),
-        "user_id": _keyed(table["_remote_user"].combine_chunks(), days, keystore, user_pseudonym),
+        "user_id": _keyed(table["_remote_user"], days, keystore, user_pseudonym),
         "key_id": key_id,
     }
     table = table.drop_columns(list(IN_MEMORY_COLUMNS))

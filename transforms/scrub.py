@@ -136,7 +136,7 @@ def scrub_records(table: pa.Table, scrubber: Scrubber) -> pa.Table:
     for name, ips in URL_COLUMNS.items():
         if name in table.column_names:
             i = table.column_names.index(name)
-            table = table.set_column(i, table.field(name), scrubber.scrub_column(table.column(name), ips))
+            table = table.set_column(i, name, scrubber.scrub_column(table.column(name), ips))
     return table
 
 

@@ -49,10 +49,22 @@ register(WrittenChunk)
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Select and order the schema's columns; absent ones become nulls."""
+    """Select and order the schema's columns; absent ones become nulls.
+
+    String columns may stay dictionary-encoded: Parquet stores strings either way and
+    files are written without the Arrow schema, so every reader sees `schema`'s types.
+    """
     n = table.num_rows
-    cols = [table.column(f.name) if f.name in table.column_names else pa.nulls(n, f.type) for f in schema]
-    return pa.Table.from_arrays(cols, schema=schema)
+    cols, fields = [], []
+    for f in schema:
+        col = table.column(f.name) if f.name in table.column_names else pa.nulls(n, f.type)
+        if pa.types.is_dictionary(col.type) and pa.types.is_string(f.type):
+            fields.append(f.with_type(col.type))
+        else:
+            col = col.cast(f.type) if col.type != f.type else col
+            fields.append(f)
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields, metadata=schema.metadata))
 
 
 def _day_numbers(table: pa.Table, time_column: str | None) -> np.ndarray:
@@ -89,7 +101,7 @@ def write_chunk(table: pa.Table, table_name: str, input_id: str, first_line: int
         staged = wh.partition_dir(stage, table_name, label) / name
         final = wh.partition_dir(warehouse, table_name, label) / name
         staged.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(part, staged, compression="zstd",
+        pq.write_table(part, staged, compression="zstd", store_schema=False,
                        sorting_columns=[pq.SortingColumn(schema.get_field_index(time_column or "source_line"))])
         files.append((str(staged), str(final)))
     return files
