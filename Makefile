@@ -11,6 +11,7 @@ $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m compileall -q accesslog pipelines transforms schemas
 	touch $(STAMP)
 
 setup: $(STAMP)

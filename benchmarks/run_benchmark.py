@@ -101,6 +101,8 @@ class Run:
 def run_child(cmd: list[str], log_prefix: Path, env: dict | None = None, timeout: float | None = None) -> Run:
     """Run cmd, wait with os.wait4 for its rusage, sample the tree RSS meanwhile."""
     out_path, err_path = log_prefix.with_suffix(".stdout"), log_prefix.with_suffix(".stderr")
+    # Flush the previous tool's dirty pages first, so its writeback is not billed to this one.
+    os.sync()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
