@@ -237,10 +237,15 @@ def test_no_personal_data_in_any_output(tmp_path, log, keys, capsys):
 
 
 def test_multi_process_run_equals_in_process(tmp_path, log, keys, capsys):
+    lines = log.read_text().splitlines()
+    second = write_log(tmp_path / "other.log", [render(r) for r in sample_requests(200)][::-1])
     single, multi = tmp_path / "single", tmp_path / "multi"
-    assert run_cli(*run_args(log, single, keys, "--chunk-bytes", "8000"), capsys=capsys)[0] == 0
-    assert run_cli(*run_args(log, multi, keys, "--chunk-bytes", "8000", "--direct_running_mode=multi_processing",
-                             "--direct_num_workers=2"), capsys=capsys)[0] == 0
+    both = [str(log), str(second)]
+    common = ["--keys", keys, "--log-format", "timed_combined", "--now", NOW, "--chunk-bytes", "8000"]
+    assert len(lines) > 300
+    assert run_cli("run", *both, "--warehouse", str(single), *common, capsys=capsys)[0] == 0
+    assert run_cli("run", *both, "--warehouse", str(multi), *common, "--direct_running_mode=multi_processing",
+                   "--direct_num_workers=2", capsys=capsys)[0] == 0
     assert canonical(read_table(multi)) == canonical(read_table(single))
     assert canonical(read_table(multi, "rejects")) == canonical(read_table(single, "rejects"))
     names = lambda w: sorted(os.path.relpath(p, w) for p in glob.glob(str(w / "*" / "date=*" / "*.parquet")))
