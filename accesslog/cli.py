@@ -16,7 +16,6 @@ from datetime import date
 from accesslog import __version__
 from accesslog.errors import AccesslogError
 
-
 DEBUG_ENV = "ACCESSLOG_DEBUG"
 
 

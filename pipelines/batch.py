@@ -114,7 +114,8 @@ def identify_inputs(patterns: list[str], warehouse: str) -> tuple[list[LogInput]
             log_input = describe_input(path)
         # A log shorter than the fingerprint length that has since grown: keep its identity.
         for prev in known:
-            if prev["input_id"] != log_input.input_id and prev.get("fingerprint_bytes", 0) < log_input.fingerprint_bytes:
+            shorter = prev.get("fingerprint_bytes", 0) < log_input.fingerprint_bytes
+            if prev["input_id"] != log_input.input_id and shorter:
                 head_id, _ = fingerprint(log_input.path, log_input.gzipped, prev["fingerprint_bytes"])
                 if head_id == prev["input_id"]:
                     log_input = LogInput(log_input.path, log_input.source, prev["input_id"],

@@ -6,7 +6,6 @@ import gzip
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -19,8 +18,17 @@ import pytest
 
 from accesslog.cli import main
 from schemas import ACCESS, REJECTS
-from tests.logfiles import (CLIENT_IPS, EMAILS, MALFORMED, PASSWORDS, TOKENS, USER_NAMES, render,
-                            sample_requests, write_log)
+from tests.logfiles import (
+    CLIENT_IPS,
+    EMAILS,
+    MALFORMED,
+    PASSWORDS,
+    TOKENS,
+    USER_NAMES,
+    render,
+    sample_requests,
+    write_log,
+)
 
 NOW = "2026-11-24T00:00:00Z"
 
@@ -232,7 +240,7 @@ def test_no_personal_data_in_any_output(tmp_path, log, keys, capsys):
     keystore_text = Path(keys).read_text()
     secret_material = json.loads(keystore_text)["keys"]
     for entry in secret_material.values():
-        for where, text in texts.items():
+        for text in texts.values():
             assert entry["secret"] not in text
 
 

@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from accesslog.keystore import Keystore
 from schemas import REJECTS
-from transforms.parse import RecordChunk
 from transforms.formats import VARIABLES, LogFormat, Variable
+from transforms.parse import RecordChunk
 from transforms.pseudonymize import pseudonymize_ip_tokens
 from transforms.scrub import REDACTED, Scrubber
 

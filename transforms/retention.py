@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from transforms.parse import RecordChunk
 
 
