@@ -29,6 +29,7 @@ demo: setup
 	$(VENV)/bin/accesslog stats --warehouse $(DEMO)/warehouse
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 bench: setup
