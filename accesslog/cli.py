@@ -6,7 +6,6 @@ A user error (AccesslogError) prints one line and exits 2; a failed input exits 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -32,27 +31,6 @@ def _quiet_beam() -> None:
     warnings.filterwarnings("ignore", module="apache_beam")
 
 
-@contextlib.contextmanager
-def _worker_stderr_silenced():
-    """Beam's SDK worker processes inherit fd 2 and log INFO chatter (and, on errors,
-    element values) there. Point fd 2 at /dev/null while the pipeline runs, unless
-    ACCESSLOG_DEBUG is set; our own messages are printed after it is restored."""
-    if os.environ.get(DEBUG_ENV):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -69,12 +47,8 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
                              "Beam options start with --")
     if not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
         beam_args = beam_args + ["--default_sdk_harness_log_level=WARNING"]
-    config = RunConfig(inputs=args.inputs, warehouse=args.warehouse, log_format=args.log_format,
-                       keys=args.keys, key_period=args.key_period, retention_days=args.retention_days,
-                       now=args.now, max_reject_ratio=args.max_reject_ratio, secret_params=args.secret_params,
-                       chunk_bytes=args.chunk_bytes, beam_args=beam_args)
-    with _worker_stderr_silenced():
-        result = run_batch(config)
+    config = RunConfig.from_namespace(args, inputs=args.inputs, beam_args=beam_args)
+    result = run_batch(config, quiet_workers=not os.environ.get(DEBUG_ENV))
     if result.keystore_created:
         print(f"accesslog: created keystore {args.keys or 'from $ACCESSLOG_KEYS'} (0600); keep it outside "
               "the warehouse and back it up: without it pseudonyms cannot be matched to a person",

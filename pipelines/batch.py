@@ -9,14 +9,18 @@ per-input summary.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -26,6 +30,9 @@ from accesslog.errors import AccesslogError
 from accesslog.keystore import Keystore
 from pipelines.options import AccessLogOptions
 from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
+from transforms.detect import detect, sample_lines
+from transforms.error_entries import AttachErrors, PseudonymizeErrors
+from transforms.fields import parse_trusted_proxies
 from transforms.formats import LogFormat, resolve_format
 from transforms.parse import ParseAccessLogs
 from transforms.pseudonymize import PseudonymizeClients
@@ -49,7 +56,19 @@ class RunConfig:
     max_reject_ratio: float = 0.5
     secret_params: str | None = None
     chunk_bytes: int = CHUNK_BYTES
+    nginx_conf: str | None = None
+    log_format_name: str | None = None
+    field_map: str | None = None
+    trusted_proxies: str | None = None
+    timezone: str = "UTC"
     beam_args: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_namespace(cls, ns, **given) -> "RunConfig":
+        """From parsed flags (argparse namespace or Beam options view), as declared in add_run_arguments."""
+        values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)
+                  if f.name not in given and getattr(ns, f.name, None) is not None}
+        return cls(**values, **given)
 
 
 @dataclass
@@ -132,28 +151,92 @@ def identify_inputs(patterns: list[str], warehouse: str) -> tuple[list[LogInput]
     return list(unique.values()), temp
 
 
-def build_pipeline(p: beam.Pipeline, inputs: list[LogInput], fmt: LogFormat, keystore: Keystore,
+def build_pipeline(p: beam.Pipeline, inputs: list[LogInput], formats: dict[str, LogFormat], keystore: Keystore,
                    scrubber: Scrubber, warehouse: str, run_id: str, now: datetime, retention_days: int,
                    max_reject_ratio: float, chunk_bytes: int = CHUNK_BYTES, redistribute: bool = False):
     """Wire the batch pipeline; returns the PCollection of per-input summaries."""
+    cutoff = retention_cutoff(now, retention_days)
     parsed = (p
               | "Inputs" >> beam.Create(inputs)
               | "ReadLogChunks" >> ReadLogChunks(chunk_bytes, redistribute=redistribute)
-              | "ParseAccessLogs" >> ParseAccessLogs(fmt))
+              | "ParseAccessLogs" >> ParseAccessLogs(formats))
+    errors = parsed.errors | "PseudonymizeErrors" >> PseudonymizeErrors(keystore, scrubber)
     access = (parsed.records
               | "PseudonymizeClients" >> PseudonymizeClients(keystore)
-              | "ScrubUrls" >> ScrubUrls(scrubber)
-              | "EnforceRetention" >> EnforceRetention(retention_cutoff(now, retention_days))
-              | "WriteAccess" >> WriteParquetPartitions(warehouse, run_id, "access"))
+              | "ScrubUrls" >> ScrubUrls(scrubber))
+    if any(not f.is_access for f in formats.values()):
+        access = access | "AttachErrors" >> AttachErrors(errors)
+    written_access = (access
+                      | "EnforceRetention" >> EnforceRetention(cutoff)
+                      | "WriteAccess" >> WriteParquetPartitions(warehouse, run_id, "access"))
+    written_errors = (errors
+                      | "EnforceErrorRetention" >> EnforceRetention(cutoff)
+                      | "WriteErrors" >> WriteParquetPartitions(warehouse, run_id, "errors"))
     rejects = (parsed.rejects
-               | "RedactRejects" >> RedactRejects(keystore, scrubber, fmt, now)
+               | "RedactRejects" >> RedactRejects(keystore, scrubber, formats, now)
                | "WriteRejects" >> WriteParquetPartitions(warehouse, run_id, "rejects"))
-    return ((access, rejects)
+    return ((written_access, written_errors, rejects)
             | "AllWritten" >> beam.Flatten()
             | "CommitInputs" >> CommitInputs(warehouse, run_id, max_reject_ratio))
 
 
-def run_batch(config: RunConfig) -> RunResult:
+def parse_zone(text: str) -> tzinfo:
+    """'UTC', '+0100', '-05:30' or an IANA name -> tzinfo."""
+    m = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", text.strip())
+    if m:
+        minutes = int(m.group(2)) * 60 + int(m.group(3))
+        return timezone(timedelta(minutes=minutes if m.group(1) == "+" else -minutes))
+    try:
+        return ZoneInfo(text.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise AccesslogError(f"--timezone {text!r} is not a zone: use UTC, an offset like +0100, "
+                             "or a name like Europe/Berlin") from None
+
+
+def resolve_formats(config: RunConfig, inputs: list[LogInput]) -> tuple[list[LogInput], dict[str, LogFormat]]:
+    """The format of each input: one for all, or sniffed per file with --log-format auto."""
+    extra = {"zone": parse_zone(config.timezone),
+             "trusted_proxies": parse_trusted_proxies(config.trusted_proxies)}
+
+    def configured(fmt: LogFormat) -> LogFormat:
+        return dataclasses.replace(fmt, options={**fmt.options, **extra})
+
+    if config.log_format != "auto":
+        return inputs, {"": configured(resolve_format(config.log_format, config.nginx_conf, config.field_map))}
+    formats: dict[str, LogFormat] = {}
+    routed = []
+    for log_input in inputs:
+        found = detect(sample_lines(log_input), log_input.source)
+        print(f"accesslog: {log_input.source}: detected {found.name} ({found.matched}/{found.sampled} "
+              "sample lines match)", file=sys.stderr)
+        if found.name not in formats:
+            formats[found.name] = configured(resolve_format(found.name, field_map=config.field_map))
+        routed.append(dataclasses.replace(log_input, log_format=found.name))
+    return routed, formats
+
+
+@contextlib.contextmanager
+def worker_stderr_silenced(enabled: bool = True):
+    """Beam's SDK worker processes inherit fd 2 and log INFO chatter (and, on errors,
+    element values: personal data) there. Point fd 2 at /dev/null while the pipeline
+    runs; our own messages are printed before or after."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     """Run the batch job. Raises AccesslogError for bad configuration before reading any input."""
     started = time.perf_counter()
     if not config.warehouse:
@@ -164,7 +247,11 @@ def run_batch(config: RunConfig) -> RunResult:
         raise AccesslogError("--retention-days must be 0 or more")
     if not 0 <= config.max_reject_ratio <= 1:
         raise AccesslogError("--max-reject-ratio must be between 0 and 1")
-    fmt = resolve_format(config.log_format)
+    spec = config.log_format_name if config.nginx_conf and config.log_format_name else config.log_format
+    if config.log_format != "auto":   # a bad format fails before anything is read or created
+        resolve_format(spec, config.nginx_conf, config.field_map)
+    parse_zone(config.timezone)
+    parse_trusted_proxies(config.trusted_proxies)
     now = parse_now(config.now)
     warehouse = wh.prepare(config.warehouse)
     keystore = Keystore.from_options(config.keys, config.key_period, outside=warehouse)
@@ -173,8 +260,9 @@ def run_batch(config: RunConfig) -> RunResult:
     run_id = wh.new_run_id()
     inputs, temp = identify_inputs(config.inputs, str(warehouse))
     try:
-        with beam.Pipeline(options=options) as p:
-            build_pipeline(p, inputs, fmt, keystore, scrubber, str(warehouse), run_id, now,
+        inputs, formats = resolve_formats(dataclasses.replace(config, log_format=spec), inputs)
+        with worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
+            build_pipeline(p, inputs, formats, keystore, scrubber, str(warehouse), run_id, now,
                            config.retention_days, config.max_reject_ratio, config.chunk_bytes, redistribute)
         summaries = _collect_summaries(str(warehouse), run_id, inputs)
     finally:
@@ -186,7 +274,8 @@ def run_batch(config: RunConfig) -> RunResult:
         "run_id": run_id,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "elapsed_seconds": round(elapsed, 3),
-        "log_format": fmt.name if fmt.name != "custom" else fmt.body,
+        "log_format": {i.source: (formats[i.log_format].name if formats[i.log_format].name != "custom"
+                                  else formats[i.log_format].body) for i in inputs},
         "retention_days": config.retention_days,
         "now": now.isoformat(),
         "key_period": config.key_period,
@@ -221,7 +310,8 @@ def format_summary(result: RunResult) -> str:
     for s in result.inputs:
         rate = s["read"] / s["seconds"] if s["seconds"] else 0
         rows.append((s["source"], s["read"], s["parsed"], s["rejected"], s["expired"],
-                     s["rows_access"] if s["status"] == "committed" else 0, s["seconds"], rate))
+                     s["rows_access"] + s.get("rows_errors", 0) if s["status"] == "committed" else 0,
+                     s["seconds"], rate))
     total = [sum(r[i] for r in rows) for i in range(1, 6)]
     rows.append(("total (wall clock)", *total, round(result.elapsed, 3),
                  total[0] / result.elapsed if result.elapsed else 0))
@@ -244,10 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = options.view_as(AccessLogOptions)
     # Our flags are registered with Beam (AccessLogOptions), so the whole argv is valid Beam options.
     beam_args = list(argv if argv is not None else sys.argv[1:])
-    config = RunConfig(inputs=opts.input or [], warehouse=opts.warehouse, log_format=opts.log_format,
-                       keys=opts.keys, key_period=opts.key_period, retention_days=opts.retention_days,
-                       now=opts.now, max_reject_ratio=opts.max_reject_ratio, secret_params=opts.secret_params,
-                       chunk_bytes=opts.chunk_bytes, beam_args=beam_args)
+    config = RunConfig.from_namespace(opts, inputs=opts.input or [], beam_args=beam_args)
     try:
         result = run_batch(config)
     except AccesslogError as e:

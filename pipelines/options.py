@@ -10,8 +10,24 @@ def add_run_arguments(parser) -> None:
     """The flags of a batch run (shared by `accesslog run` and `python -m pipelines.batch`)."""
     parser.add_argument("--warehouse", help="output folder (Parquet partitions, run manifests)")
     parser.add_argument("--log-format", "--log_format", dest="log_format", default="combined",
-                        help="preset (combined, main, timed_combined) or an nginx log_format body; "
+                        help="a preset (combined, main, timed_combined, common, vhost_combined, "
+                             "combinedio, json, nginx_error, apache_error, auto), an nginx log_format body "
+                             "(escape=... allowed), an Apache LogFormat string, or FILE.conf:NAME; "
                              "default: combined")
+    parser.add_argument("--nginx-conf", "--nginx_conf", dest="nginx_conf", default=None,
+                        help="read the format named by --log-format-name from this nginx config (includes "
+                             "followed); same as --log-format FILE:NAME")
+    parser.add_argument("--log-format-name", "--log_format_name", dest="log_format_name", default=None,
+                        help="the log_format name to read from --nginx-conf")
+    parser.add_argument("--field-map", "--field_map", dest="field_map", default=None,
+                        help="JSON logs: key=column,... for keys the default mapping does not know "
+                             "(dotted paths reach into nested objects)")
+    parser.add_argument("--trusted-proxies", "--trusted_proxies", dest="trusted_proxies", default=None,
+                        help="CIDR,...: take the client from X-Forwarded-For as nginx realip does "
+                             "(right-most address that is not a trusted proxy)")
+    parser.add_argument("--timezone", default="UTC",
+                        help="zone of logged times that carry no offset (nginx/Apache error logs, Apache "
+                             "formats without %%z): UTC (default), +0100, or a name like Europe/Berlin")
     parser.add_argument("--keys", default=None,
                         help="keystore file or folder, outside the warehouse; created (0600) on first use. "
                              "Default: $ACCESSLOG_KEYS")

@@ -44,6 +44,19 @@ ACCESS = pa.schema(
         _field("host", pa.string(), "Virtual host / site, when logged."),
         _field("upstream_status", pa.string(), "Upstream status list from a proxy (error information, 6.3)."),
         _field("upstream_ms", pa.float64(), "Total upstream response time in milliseconds."),
+        _field("upstream_addr", pa.string(), "Upstream server(s) tried, IP literals redacted."),
+        _field("error_count", pa.int64(), "Error-log entries of the same transaction (connection id, or "
+               "client + request within a second), when error logs were ingested in the same run."),
+        _field("error_level", pa.string(), "Most severe level among those error-log entries."),
+        _field("request_length", pa.int64(), "Request bytes received, headers included ($request_length / %I)."),
+        _field("response_bytes", pa.int64(), "Response bytes sent, headers included ($bytes_sent / %O)."),
+        _field("scheme", pa.string(), "Request scheme (http/https)."),
+        _field("tls_protocol", pa.string(), "TLS protocol of the connection ($ssl_protocol)."),
+        _field("request_id", pa.string(), "Server-generated request id ($request_id / %L)."),
+        _field("connection_id", pa.int64(), "Connection serial number ($connection), links to error logs."),
+        _field("extra", pa.map_(pa.string(), pa.string()), "Other logged variables by name ($http_*, "
+               "$cookie_*, $sent_http_*, unknown ones): values scrubbed like URLs, cookie values pseudonymized, "
+               "Authorization values redacted."),
         _field("source", pa.string(), "Lineage: the input that produced the row.", nullable=False),
         _field("source_line", pa.int64(), "Lineage: 1-based line number in that input.", nullable=False),
         _field("key_id", pa.string(), "Which pseudonymization key produced client_id and user_id."),
@@ -62,10 +75,15 @@ ERRORS = pa.schema(
         _field("upstream", pa.string(), "Upstream address."),
         _field("connection_id", pa.int64(), "nginx connection serial (*cid)."),
         _field("pid", pa.int64(), "Worker process id."),
+        _field("tid", pa.int64(), "Thread id."),
+        _field("module", pa.string(), "Apache module that logged the entry (2.4)."),
+        _field("referrer", pa.string(), "Referrer of the request, scrubbed."),
+        _field("server", pa.string(), "nginx server block name."),
         _field("source", pa.string(), "Lineage: the input that produced the row.", nullable=False),
         _field("source_line", pa.int64(), "Lineage: 1-based line number.", nullable=False),
     ],
-    metadata={"table": "errors", "description": "Server error log entries (policy 6.3)."},
+    metadata={"table": "errors", "description": "Server error log entries (policy 6.3). nginx and Apache "
+              "write local time without a zone: --error-log-tz says which zone that is."},
 )
 
 SESSIONS = pa.schema(

@@ -127,11 +127,20 @@ def test_token_with_two_variables_gets_a_regex_column():
     assert col.regex is not None and col.var is None
 
 
-def test_quote_inside_a_token_falls_back_to_regex_only():
+def test_quotes_inside_a_bare_token_become_prefix_and_suffix():
+    # The CSV tokenizer keeps quotes in the middle of an unquoted field as characters,
+    # so `ua="$http_user_agent"` is a column with prefix 'ua="' and suffix '"'.
     fmt = compile_format('$remote_addr [$time_local] "$request" $status ua="$http_user_agent"')
-    assert fmt.columns is None
+    assert fmt.columns is not None
+    assert fmt.columns[-1].var == "http_user_agent"
+    assert (fmt.columns[-1].prefix, fmt.columns[-1].suffix) == ('ua="', '"')
     line = '192.0.2.1 [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 200 ua="Mozilla/5.0 (X11)"'
     assert regex_fields(fmt, line)["http_user_agent"] == "Mozilla/5.0 (X11)"
+
+
+def test_token_starting_with_a_quote_but_not_quoted_whole_is_regex_only():
+    fmt = compile_format('$remote_addr [$time_local] "$request"-$status')
+    assert fmt.columns is None
 
 
 def test_escape_parameter_is_read_and_removed_from_body():

@@ -61,6 +61,10 @@ def test_combined_line_every_field():
     (row,) = records.records.to_pylist()
     t = at("10/Oct/2000:13:55:36 -0700")
     assert t == datetime(2000, 10, 10, 20, 55, 36, tzinfo=UTC)
+    # Columns combined does not log stay null.
+    absent = ("upstream_addr", "request_length", "response_bytes", "scheme", "request_id", "connection_id",
+              "tls_protocol")
+    assert all(row.pop(name) is None for name in absent)
     assert row == {
         "received_at": t, "responded_at": t, "duration_ms": None,
         "method": "GET", "url_path": "/apache_pb.gif", "url_query": "lang=en&x=1", "protocol": "HTTP/1.0",

@@ -10,7 +10,7 @@ from accesslog.keystore import Keystore
 from schemas import REJECTS
 from transforms.formats import compile_format, resolve_format
 from transforms.parse import RejectChunk
-from transforms.rejects import redact_line, rejects_table, user_field_regex
+from transforms.rejects import redact_line, rejects_table, sensitive_field_regexes
 from transforms.scrub import REDACTED, Scrubber
 
 SECRET = bytes(range(32))
@@ -30,7 +30,7 @@ def test_user_name_is_redacted(body):
     fmt = resolve_format(body)
     dash = " - " if " - " in fmt.body else " "
     line = f'198.51.100.23{dash}bob smith [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"'
-    out = redact_line(line, SECRET, Scrubber(), user_field_regex(fmt))
+    out = redact_line(line, SECRET, Scrubber(), sensitive_field_regexes(fmt))
     assert "bob" not in out and "smith" not in out
     assert out == f"ip:{pseudonym(SECRET, '198.51.100.23')}{dash}{REDACTED} [10/Oct/2000:13:55:36 +0000]" \
                   ' "GET / HTTP/1.1" 2x0 0 "-" "-"'
@@ -39,17 +39,29 @@ def test_user_name_is_redacted(body):
 def test_dash_user_is_left_alone():
     fmt = resolve_format("combined")
     line = '192.0.2.1 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"'
-    assert redact_line(line, SECRET, Scrubber(), user_field_regex(fmt)).startswith(
+    assert redact_line(line, SECRET, Scrubber(), sensitive_field_regexes(fmt)).startswith(
         f"ip:{pseudonym(SECRET, '192.0.2.1')} - - [")
 
 
 def test_format_without_user_has_no_user_regex():
-    assert user_field_regex(compile_format('$remote_addr [$time_local] "$request" $status')) is None
+    assert sensitive_field_regexes(compile_format('$remote_addr [$time_local] "$request" $status')) == []
+
+
+def test_apache_user_and_cookie_fields_are_redacted():
+    fmt = resolve_format('%h %l %u %t "%r" %>s %b "%{Cookie}i"')
+    line = '192.0.2.1 - carol [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" 2x0 0 "sid=abc123; theme=dark"'
+    out = redact_line(line, SECRET, Scrubber(), sensitive_field_regexes(fmt), strict=True)
+    assert "carol" not in out and "abc123" not in out and "dark" not in out
+
+
+def test_strict_mode_redacts_every_pair_when_the_line_is_too_broken():
+    out = redact_line("garbage sid=abc123; theme=dark", SECRET, Scrubber(), [], strict=True)
+    assert "abc123" not in out and "dark" not in out
 
 
 def test_secrets_emails_and_all_ips_in_a_garbage_line():
     line = "garbage 2001:db8::7 and 203.0.113.9 GET /x?password=hunter2 from jane.doe@example.org"
-    out = redact_line(line, SECRET, Scrubber(), None)
+    out = redact_line(line, SECRET, Scrubber(), [])
     assert out == (f"garbage ip:{pseudonym(SECRET, '2001:db8::7')} and ip:{pseudonym(SECRET, '203.0.113.9')}"
                    f" GET /x?password={REDACTED} from {REDACTED}")
 
@@ -60,7 +72,7 @@ def test_rejects_table(tmp_path):
     chunk = RejectChunk("access.log", "id", 1, source_lines=[2, 5], reasons=["invalid $status", "empty line"],
                         lines=['192.0.2.1 - eve [20/Nov/2026:08:00:00 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"', ""],
                         date_hint=int(hint.timestamp() * 1_000_000))
-    table = rejects_table(chunk, keystore, Scrubber(), user_field_regex(resolve_format("combined")),
+    table = rejects_table(chunk, keystore, Scrubber(), sensitive_field_regexes(resolve_format("combined")),
                           now=datetime(2030, 1, 1, tzinfo=timezone.utc))
     _, secret = keystore.key_for_day(date(2026, 11, 20))    # the key of the hinted day, not of `now`
     assert table.select(REJECTS.names).schema == REJECTS

@@ -39,10 +39,10 @@ def access_row(**overrides) -> dict:
         "upstream_status": None, "upstream_ms": None, "source": "access.log", "source_line": 1,
         "key_id": received_at.date().isoformat(),
     }
+    row = {name: row.get(name) for name in schemas.ACCESS.names}  # columns this test does not set: null
     unknown = set(overrides) - set(row)
     assert not unknown, f"not access columns: {unknown}"
     row.update(overrides)
-    assert list(row) == schemas.ACCESS.names
     return row
 
 

@@ -40,6 +40,7 @@ class LogInput:
     input_id: str        # content fingerprint, 16 hex digits
     fingerprint_bytes: int
     gzipped: bool
+    log_format: str = ""  # key into the run's formats (per input with --log-format auto)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class LogChunk:
     input_id: str
     first_line: int      # 1-based
     data: bytes
+    log_format: str = ""
 
     @property
     def nbytes(self) -> int:
@@ -112,7 +114,7 @@ def read_chunks(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> Iterator
             buf = carry + block
             if not block:
                 if buf:
-                    yield LogChunk(log_input.source, log_input.input_id, first_line, buf)
+                    yield LogChunk(log_input.source, log_input.input_id, first_line, buf, log_input.log_format)
                 return
             # Emit every chunk whose end boundary lies inside buf: it ends at the
             # first newline at or after the boundary (in stream coordinates).
@@ -122,7 +124,7 @@ def read_chunks(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> Iterator
                 if cut < 0:
                     break
                 data = buf[start:cut + 1]
-                yield LogChunk(log_input.source, log_input.input_id, first_line, data)
+                yield LogChunk(log_input.source, log_input.input_id, first_line, data, log_input.log_format)
                 first_line += data.count(b"\n")
                 start = cut + 1
                 while next_boundary <= consumed + start:

@@ -11,20 +11,23 @@ The raw client address and user name leave this module as in-memory columns
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 import socket
+from dataclasses import dataclass
+from datetime import timezone, tzinfo
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.timeparse import ARROW_FORMATS, PARSERS, parse_unique
+from transforms.timeparse import parse_times
 
-TIME_VARIABLES = ("time_local", "time_iso8601", "msec")  # in order of preference
-CLIENT_VARIABLES = ("remote_addr", "realip_remote_addr")
-HOST_VARIABLES = ("host", "server_name", "http_host")
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 _ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})")
+_BACKSLASH = re.compile(rb"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"b": b"\b", b"f": b"\f", b'"': b'"',
+                   b"\\": b"\\", b"/": b"/"}
 # A request line is "METHOD target HTTP/x.y"; HTTP/0.9 lines have no protocol, and
 # some clients send spaces in the target. The strict pattern is one-pass for RE2
 # (fast); the lenient one handles the rest.
@@ -78,18 +81,37 @@ def map_unique(values: pa.Array, fn, type_: pa.DataType = pa.string()) -> pa.Arr
         [None if v is None else fn(v) for v in uniques.to_pylist()], type_))
 
 
-def decode_escapes(values: pa.Array) -> pa.Array:
-    """Decode nginx \\xHH escapes in the values that have any; invalid UTF-8 -> U+FFFD."""
-    has_escape = pc.fill_null(pc.match_substring(values, "\\x"), False)
+def _decode_backslash(text: str) -> str:
+    """Undo Apache / nginx escape=json escaping: \\" \\\\ \\n \\t \\xhh \\uXXXX."""
+    def sub(m: re.Match) -> bytes:
+        esc = m.group(1)
+        if esc[:1] in (b"x", b"X"):
+            return bytes([int(esc[1:], 16)])
+        if esc[:1] == b"u":
+            return chr(int(esc[1:], 16)).encode("utf-8", "replace")
+        return _SIMPLE_ESCAPES.get(esc, esc)
+    return _BACKSLASH.sub(sub, text.encode("utf-8")).decode("utf-8", "replace")
+
+
+_DECODERS = {"default": (r"\\x", _decode_nginx), "json": (r"\\", _decode_backslash),
+             "apache": (r"\\", _decode_backslash)}
+
+
+def decode_escapes(values: pa.Array, escape: str = "default") -> pa.Array:
+    """Decode the server's escapes in the values that have any; invalid UTF-8 -> U+FFFD."""
+    if escape not in _DECODERS:
+        return values
+    marker, decode = _DECODERS[escape]
+    has_escape = pc.fill_null(pc.match_substring_regex(values, marker), False)
     if not pc.any(has_escape).as_py():
         return values
-    decoded = pa.array([_decode_nginx(v) for v in values.filter(has_escape).to_pylist()], pa.string())
+    decoded = pa.array([decode(v) for v in values.filter(has_escape).to_pylist()], pa.string())
     return pc.replace_with_mask(values, has_escape, decoded)
 
 
-def clean_text(values: pa.Array) -> pa.Array:
+def clean_text(values: pa.Array, escape: str = "default") -> pa.Array:
     """A logged string variable -> its value: escapes decoded, '-' and '' as null."""
-    return on_uniques(values, lambda uniques: dash_to_null(decode_escapes(uniques)))
+    return on_uniques(values, lambda uniques: dash_to_null(decode_escapes(uniques, escape)))
 
 
 def dash_to_null(values: pa.Array) -> pa.Array:
@@ -130,6 +152,60 @@ def pack_ip(text: str) -> bytes | None:
     return packed[12:] if packed[:12] == _V4_MAPPED else packed
 
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*$")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def client_key(text: str, names: bool = False) -> str | None:
+    """What identifies the client, for pseudonymization: the canonical IP; `name:unix:`
+    for a client on a unix socket (nginx logs `unix:`); with `names`, `name:<host>` for
+    a resolved host name (Apache %h with HostnameLookups On). None otherwise."""
+    ip = normalize_ip(text)
+    if ip is not None:
+        return ip
+    s = text.strip()
+    if s == "unix:" or s.startswith("unix:/"):
+        return "name:unix:"
+    if names and _HOSTNAME.match(s) and not s.replace(".", "").isdigit():
+        return "name:" + s.lower()
+    return None
+
+
+def binary_ip(text: str) -> str | None:
+    """nginx $binary_remote_addr (4 or 16 raw bytes, logged as \\xHH escapes) -> IP text."""
+    raw = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("latin-1", "replace"))
+    if len(raw) not in (4, 16):
+        return None
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+def realip(pair: str, trusted: tuple) -> str:
+    """'<X-Forwarded-For>\\n<remote_addr>' -> the client as nginx's realip module with
+    `real_ip_recursive on` sees it: walking from the right (the direct peer first),
+    the first address that is not a trusted proxy. All trusted: the left-most."""
+    forwarded, _, peer = pair.rpartition("\n")
+    chain = [a.strip() for a in forwarded.split(",") if a.strip() and a.strip() != "-"] + [peer]
+    for address in reversed(chain):
+        ip = normalize_ip(address)
+        if ip is None or not any(ipaddress.ip_address(ip) in net for net in trusted):
+            return address
+    return chain[0]
+
+
+def parse_trusted_proxies(spec: str | None) -> tuple:
+    """'10.0.0.0/8,192.0.2.1' -> ip_network objects; a clear error for a bad entry."""
+    from accesslog.errors import AccesslogError
+    networks = []
+    for item in (spec or "").split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise AccesslogError(f"--trusted-proxies: {item.strip()!r} is not an IP address or CIDR "
+                                     "network (e.g. 10.0.0.0/8,2001:db8::/32)") from None
+    return tuple(networks)
+
+
 def upstream_total_ms(text: str) -> float | None:
     """'0.001, 0.002 : 0.003' (one entry per upstream tried) -> total ms; '-' entries skipped."""
     total, seen = 0.0, False
@@ -162,13 +238,13 @@ def primary_language(text: str) -> str | None:
     return best.split("-", 1)[0].lower() if best and best_q > 0 else None
 
 
-def split_request(request: pa.Array) -> dict[str, pa.Array]:
+def split_request(request: pa.Array, escape: str = "default") -> dict[str, pa.Array]:
     """$request -> method, url_path, url_query (null without '?'), protocol; nulls if unparseable.
 
     Works on the distinct request lines only, then `take`s the results back.
     """
     enc = encoded(request)
-    uniques = decode_escapes(enc.dictionary)
+    uniques = decode_escapes(enc.dictionary, escape)
     parts = pc.extract_regex(uniques, _REQUEST_STRICT)
     columns = {name: pc.struct_field(parts, name) for name in ("method", "path", "query", "protocol")}
     missed = pc.is_null(parts)
@@ -215,68 +291,161 @@ def _first(fields: dict[str, pa.Array], names: tuple[str, ...]) -> tuple[str, pa
     return None, None
 
 
-def build_records(fields: dict[str, pa.Array], n: int) -> tuple[dict[str, pa.Array], np.ndarray]:
-    """Field strings -> (access columns incl. in-memory `_client_ip`/`_remote_user`, reject reasons).
+@dataclass(frozen=True)
+class FieldOptions:
+    """How to read the fields of one format: escaping, time semantics, trusted proxies."""
 
-    The second value holds, per row, None or the reason the row is rejected.
-    """
+    escape: str = "default"
+    time_role: str = "responded"        # nginx logs at response end; Apache %t is the arrival
+    time_format: str | None = None
+    zone: tzinfo = timezone.utc         # for logged times without an offset
+    trusted_proxies: tuple = ()         # ip_network objects: realip semantics for X-Forwarded-For
+
+
+# Variables consumed into schema columns (anything else goes to `extra`), and variables
+# that are dropped on purpose: identd names and ports identify people, the server's own
+# address is not the client's and must not be stored raw either.
+CONSUMED = {
+    "remote_addr": "client_id", "realip_remote_addr": "client_id", "binary_remote_addr": "client_id",
+    "http_x_forwarded_for": "client_id (with --trusted-proxies)", "remote_user": "user_id",
+    "time_local": "responded_at", "time_iso8601": "responded_at", "msec": "responded_at",
+    "time_received": "received_at", "time_received_sec": "received_at", "time_received_msec": "received_at",
+    "time_received_usec": "received_at", "request": "method, url_path, url_query, protocol",
+    "request_method": "method", "request_uri": "url_path, url_query", "uri": "url_path", "args": "url_query",
+    "query_string": "url_query", "query_string_apache": "url_query", "server_protocol": "protocol",
+    "status": "status", "body_bytes_sent": "bytes_sent", "body_bytes_clf": "bytes_sent",
+    "bytes_sent": "response_bytes", "request_length": "request_length", "http_referer": "referrer",
+    "http_user_agent": "user_agent", "http_accept_language": "language", "request_time": "duration_ms",
+    "request_time_us": "duration_ms", "request_time_ms": "duration_ms", "request_time_s": "duration_ms",
+    "upstream_response_time": "upstream_ms", "upstream_status": "upstream_status",
+    "upstream_addr": "upstream_addr", "host": "host", "server_name": "host", "http_host": "host",
+    "scheme": "scheme", "request_id": "request_id", "connection": "connection_id",
+    "ssl_protocol": "tls_protocol",
+}
+DROPPED = {"ident", "remote_port", "server_addr", "server_port", "pid", "tid", "original_status"}
+
+
+def field_target(var: str) -> str:
+    """Which access column a variable feeds (for --explain)."""
+    if var in CONSUMED:
+        return CONSUMED[var]
+    if var in DROPPED:
+        return "(dropped)"
+    return f"extra[{var!r}]"
+
+
+def _times(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: dict) -> None:
+    """received_at, responded_at and duration_ms, by the format's time semantics."""
+    var = next(v for v in ("time_local", "time_iso8601", "msec", "time_received", "time_received_usec",
+                           "time_received_msec", "time_received_sec") if v in fields)
+    logged = parse_times(fields[var], var, opts.time_format if var == "time_received" else None, opts.zone)
+    rejects.add(pc.is_null(logged), f"invalid ${var}" if opts.escape != "apache" else f"invalid time ({var})")
+    duration_ms = pa.nulls(n, pa.float64())
+    for dvar, regex, to_ms in (("request_time", r"^[0-9]+(\.[0-9]+)?$", 1000.0),
+                               ("request_time_us", r"^[0-9]+$", 0.001),
+                               ("request_time_ms", r"^[0-9]+$", 1.0),
+                               ("request_time_s", r"^[0-9]+$", 1000.0)):
+        if dvar in fields:
+            value = _number(fields[dvar], regex, pa.float64(), rejects, f"invalid ${dvar}")
+            duration_ms = pc.round(pc.multiply(value, to_ms), 3)
+            break
+    duration_us = pc.fill_null(pc.cast(pc.round(pc.multiply(duration_ms, 1000.0)), pa.int64()), 0)
+    if opts.time_role == "received":   # Apache %t: the request arrived then
+        received, responded = logged, pc.add(logged, duration_us)
+    else:                              # nginx: written when the response was sent
+        received, responded = pc.subtract(logged, duration_us), logged
+    out["duration_ms"] = duration_ms
+    out["received_at"] = pc.cast(received, pa.timestamp("us", tz="UTC"))
+    out["responded_at"] = pc.cast(responded, pa.timestamp("us", tz="UTC"))
+
+
+def _request(fields: dict, n: int, opts: FieldOptions, out: dict) -> None:
+    """method, url_path, url_query, protocol from $request, or from its parts."""
+    text = functools.partial(clean_text, escape=opts.escape)
+    null_str = pa.nulls(n, pa.string())
+    if "request" in fields:
+        out.update(split_request(fields["request"], opts.escape))
+        return
+    out["method"] = text(fields["request_method"]) if "request_method" in fields else null_str
+    out["protocol"] = text(fields["server_protocol"]) if "server_protocol" in fields else null_str
+    if "request_uri" in fields:   # path?args as sent
+        target = text(fields["request_uri"])
+        has_query = pc.fill_null(pc.match_substring(target, "?"), False)
+        out["url_path"] = on_uniques(target, lambda u: pc.replace_substring_regex(u, r"\?.*$", ""))
+        query = on_uniques(target, lambda u: pc.replace_substring_regex(u, r"^[^?]*\?", ""))
+        out["url_query"] = pc.if_else(has_query, query, pa.scalar(None, pa.string()))
+        return
+    out["url_path"] = text(fields["uri"]) if "uri" in fields else null_str
+    query_var, query = _first(fields, ("args", "query_string", "query_string_apache"))
+    if query is None:
+        out["url_query"] = null_str
+    elif query_var == "query_string_apache":   # %q is '' or '?...'
+        out["url_query"] = on_uniques(query, lambda u: pc.if_else(
+            pc.starts_with(u, "?"), pc.utf8_slice_codeunits(u, 1), pa.scalar(None, pa.string())))
+    else:
+        out["url_query"] = text(query)
+
+
+def _bytes(fields: dict, n: int, rejects: _Rejects, out: dict) -> None:
+    if "body_bytes_sent" in fields:
+        out["bytes_sent"] = _number(fields["body_bytes_sent"], r"^[0-9]+$", pa.int64(), rejects,
+                                    "invalid $body_bytes_sent")
+    elif "body_bytes_clf" in fields:   # Apache %b writes '-' for no bytes
+        clf = pc.if_else(pc.equal(fields["body_bytes_clf"], "-"), "0", fields["body_bytes_clf"])
+        out["bytes_sent"] = _number(clf, r"^[0-9]+$", pa.int64(), rejects, "invalid %b")
+    else:
+        out["bytes_sent"] = pa.nulls(n, pa.int64())
+    for column, var in (("response_bytes", "bytes_sent"), ("request_length", "request_length"),
+                        ("connection_id", "connection")):
+        out[column] = (_number(fields[var], r"^[0-9]+$", pa.int64(), rejects, f"invalid ${var}")
+                       if var in fields else pa.nulls(n, pa.int64()))
+
+
+def _client(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: dict) -> None:
+    """The client address (in memory only), after realip when proxies are trusted."""
+    var, client = _first(fields, ("remote_addr", "realip_remote_addr", "binary_remote_addr"))
+    if client is None:
+        out["_client_ip"] = pa.nulls(n, pa.string())
+        rejects.add(pa.array(np.ones(n, dtype=bool)), "format has no client address ($remote_addr)")
+        return
+    if var == "binary_remote_addr":
+        client = map_unique(client, binary_ip)
+    elif opts.trusted_proxies and "http_x_forwarded_for" in fields:
+        pairs = pc.binary_join_element_wise(fields["http_x_forwarded_for"], client, "\n")
+        client = map_unique(pairs, functools.partial(realip, trusted=opts.trusted_proxies))
+    out["_client_ip"] = map_unique(client, functools.partial(client_key, names=opts.escape == "apache"))
+    rejects.add(pc.is_null(out["_client_ip"]), f"invalid ${var}")
+
+
+def build_records(fields: dict[str, pa.Array], n: int,
+                  opts: FieldOptions = FieldOptions()) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """Field strings -> (access columns incl. in-memory `_client_ip`, `_remote_user` and `_x_<var>`
+    extras, reject reasons). The second value holds, per row, None or why the row is rejected."""
     rejects = _Rejects(n)
     null_str = pa.nulls(n, pa.string())
+    text = functools.partial(clean_text, escape=opts.escape)
     out: dict[str, pa.Array] = {}
-
-    time_var, times = _first(fields, TIME_VARIABLES)
-    responded_us = parse_unique(times, PARSERS[time_var], ARROW_FORMATS.get(time_var))
-    rejects.add(pc.is_null(responded_us), f"invalid ${time_var}")
-
+    _times(fields, n, opts, rejects, out)
     status_raw = fields["status"]
     status_ok = pc.match_substring_regex(status_raw, r"^[0-9]{3}$")
     rejects.add(pc.invert(status_ok), "invalid $status")
     out["status"] = pc.cast(pc.if_else(pc.fill_null(status_ok, False), status_raw, "0"), pa.int16())
-
-    if "request_time" in fields:
-        seconds = _number(fields["request_time"], r"^[0-9]+(\.[0-9]+)?$", pa.float64(), rejects,
-                          "invalid $request_time")
-        out["duration_ms"] = pc.round(pc.multiply(seconds, 1000.0), 3)
-    else:
-        out["duration_ms"] = pa.nulls(n, pa.float64())
-    duration_us = pc.cast(pc.round(pc.multiply(out["duration_ms"], 1000.0)), pa.int64())
-    # nginx logs when the response is finished: the request arrived $request_time earlier.
-    received_us = pc.subtract(responded_us, pc.fill_null(duration_us, 0))
-    out["received_at"] = pc.cast(received_us, pa.timestamp("us", tz="UTC"))
-    out["responded_at"] = pc.cast(responded_us, pa.timestamp("us", tz="UTC"))
-
-    bytes_var, sent = _first(fields, ("body_bytes_sent", "bytes_sent"))
-    out["bytes_sent"] = (_number(sent, r"^[0-9]+$", pa.int64(), rejects, f"invalid ${bytes_var}")
-                         if sent is not None else pa.nulls(n, pa.int64()))
-
-    request = fields.get("request")
-    if request is not None:
-        out.update(split_request(request))
-    else:
-        out["method"] = out["url_path"] = out["url_query"] = out["protocol"] = null_str
-
+    _bytes(fields, n, rejects, out)
+    _request(fields, n, opts, out)
     for column, var in (("referrer", "http_referer"), ("user_agent", "http_user_agent"),
-                        ("upstream_status", "upstream_status")):
-        out[column] = clean_text(fields[var]) if var in fields else null_str
-    _, host = _first(fields, HOST_VARIABLES)
-    out["host"] = clean_text(host) if host is not None else null_str
-    if "http_accept_language" in fields:
-        out["language"] = map_unique(fields["http_accept_language"],
-                                     lambda v: None if v in ("-", "") else primary_language(v))
-    else:
-        out["language"] = null_str
-    if "upstream_response_time" in fields:
-        out["upstream_ms"] = map_unique(fields["upstream_response_time"], upstream_total_ms, pa.float64())
-    else:
-        out["upstream_ms"] = pa.nulls(n, pa.float64())
-
-    client_var, client = _first(fields, CLIENT_VARIABLES)
-    if client is None:
-        out["_client_ip"] = null_str
-        rejects.add(pa.array(np.ones(n, dtype=bool)), "format has no client address ($remote_addr)")
-    else:
-        out["_client_ip"] = map_unique(client, normalize_ip)
-        rejects.add(pc.is_null(out["_client_ip"]), f"invalid ${client_var}")
-    out["_remote_user"] = (clean_text(fields["remote_user"])
-                           if "remote_user" in fields else null_str)
+                        ("upstream_status", "upstream_status"), ("upstream_addr", "upstream_addr"),
+                        ("scheme", "scheme"), ("request_id", "request_id"), ("tls_protocol", "ssl_protocol")):
+        out[column] = text(fields[var]) if var in fields else null_str
+    _, host = _first(fields, ("host", "server_name", "http_host"))
+    out["host"] = text(host) if host is not None else null_str
+    out["language"] = (map_unique(fields["http_accept_language"],
+                                  lambda v: None if v in ("-", "") else primary_language(v))
+                       if "http_accept_language" in fields else null_str)
+    out["upstream_ms"] = (map_unique(fields["upstream_response_time"], upstream_total_ms, pa.float64())
+                          if "upstream_response_time" in fields else pa.nulls(n, pa.float64()))
+    _client(fields, n, opts, rejects, out)
+    out["_remote_user"] = text(fields["remote_user"]) if "remote_user" in fields else null_str
+    for var, values in fields.items():
+        if var not in CONSUMED and var not in DROPPED:
+            out["_x_" + var.removeprefix("extra:")] = text(values)
     return out, rejects.reason

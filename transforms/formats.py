@@ -1,28 +1,32 @@
-"""Log formats: compile an nginx ``log_format`` body once into a fast parser plan.
+"""Log formats: compile a format string once into a fast parser plan.
 
-A format is compiled into two parsers that agree on the result:
+Accepted (see `resolve_format`): a preset name, the body of an nginx `log_format`
+directive (with `escape=default|json|none`), an Apache `LogFormat` string, or
+`nginx.conf:NAME` (read the named `log_format` from a config file). nginx and
+Apache formats become the same thing: a list of literal and variable segments,
+variables named like nginx's (`%{User-Agent}i` is `http_user_agent`). From the
+segments two parsers are built that agree on the result:
 
 * a *token plan* for Arrow's C++ CSV tokenizer (space-delimited, ``"``-quoted),
-  used when every space-separated token of the format is a quoted string, a bare
-  variable, or a literal — true for combined, main and most custom formats. It
-  parses ~1M lines/s per core and releases the GIL;
-* a *line regex* (Python ``re``) used for the lines the tokenizer cannot split
-  (a value with an unexpected space, a stray quote) and for formats that are not
-  tokenizable at all. A line neither parser accepts is a reject.
+  used when every space-separated token of the format is a quoted string, a
+  variable with optional literal prefix/suffix, or a literal — true for
+  combined, main and most custom formats. It parses ~1M lines/s per core;
+* a *line regex* (Python ``re``) for the lines the tokenizer cannot split (a
+  value with an unexpected space, an escaped quote) and for formats that are not
+  tokenizable at all. A line neither accepts is a reject.
 
-Both produce the same thing: a string column per *field* (``remote_addr``,
-``time_local``, ...); ``transforms.fields`` turns those into the access schema.
-The registry ``FORMATS`` maps preset names to format bodies, so new formats are
-added here without touching the pipeline.
+Both produce a string column per variable; ``transforms.fields`` types them.
+JSON logs and error logs are other `kind`s with their own parsers.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
 from accesslog.errors import AccesslogError
 
-# Presets: name -> nginx log_format body. `combined` is nginx's built-in format;
+# nginx presets: name -> log_format body. `combined` is nginx's built-in format;
 # `main` is the one in the stock nginx.conf; `timed_combined` is the most common
 # custom format (combined plus timings).
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
@@ -32,19 +36,23 @@ FORMATS: dict[str, str] = {
     "main": COMBINED + ' "$http_x_forwarded_for"',
     "timed_combined": COMBINED + " $request_time $upstream_response_time",
 }
+DEFAULT_NGINX_CONF = "/etc/nginx/nginx.conf"
+# Other kinds of input, parsed by their own modules.
+SPECIAL_KINDS = ("json", "nginx_error", "apache_error")
+TIME_VARIABLES = ("time_local", "time_iso8601", "msec", "time_received", "time_received_sec",
+                  "time_received_msec", "time_received_usec")
 
 
 @dataclass(frozen=True)
 class Variable:
-    """How one nginx variable looks in a log line and which field it feeds."""
+    """How one variable looks in a log line outside quotes."""
 
-    pattern: str = r".*?"      # regex for the value outside quotes (slow path)
+    pattern: str = r".*?"      # regex for the value (slow path)
     spaces: int = 0            # spaces always inside the value (time_local has one)
 
 
-# Variables with a known shape. Anything else is a string field named after the
-# variable, matched leniently; type checks happen in transforms.fields so a
-# malformed value gets a precise reject reason instead of "does not match".
+# Variables with a known shape. Anything else is matched leniently; type checks
+# happen in transforms.fields so a malformed value gets a precise reject reason.
 VARIABLES: dict[str, Variable] = {
     "remote_addr": Variable(r"\S+"),
     "realip_remote_addr": Variable(r"\S+"),
@@ -53,12 +61,22 @@ VARIABLES: dict[str, Variable] = {
     "msec": Variable(r"\S+"),
     "status": Variable(r"\S+"),
     "body_bytes_sent": Variable(r"\S+"),
+    "body_bytes_clf": Variable(r"\S+"),
     "bytes_sent": Variable(r"\S+"),
     "request_time": Variable(r"\S+"),
+    "request_time_us": Variable(r"\S+"),
+    "request_time_ms": Variable(r"\S+"),
+    "request_time_s": Variable(r"\S+"),
     "request_length": Variable(r"\S+"),
     "connection": Variable(r"\S+"),
+    "time_received_sec": Variable(r"\S+"),
+    "time_received_msec": Variable(r"\S+"),
+    "time_received_usec": Variable(r"\S+"),
 }
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+# How a quoted value is matched, by escaping mode: nginx's default escapes '"' as
+# \x22; json and Apache escape it as \"; escape=none leaves it raw.
+_QUOTED = {"default": r'[^"]*', "json": r'(?:[^"\\]|\\.)*', "apache": r'(?:[^"\\]|\\.)*', "none": r".*?"}
 
 
 @dataclass(frozen=True)
@@ -85,23 +103,44 @@ class Column:
 class LogFormat:
     name: str
     body: str
-    variables: tuple[str, ...]
-    line_regex: re.Pattern
-    group_vars: tuple[str, ...]           # line_regex group i+1 -> variable
-    columns: tuple[Column, ...] | None    # CSV token plan, None if not tokenizable
-    escape: str = "default"
-    extra: dict = field(default_factory=dict, compare=False)
+    kind: str = "nginx"                    # nginx | apache | json | nginx_error | apache_error
+    variables: tuple[str, ...] = ()
+    line_regex: re.Pattern | None = None
+    group_vars: tuple[str, ...] = ()       # line_regex group i+1 -> variable
+    columns: tuple[Column, ...] | None = None   # CSV token plan, None if not tokenizable
+    escape: str = "default"                # default | json | none | apache
+    time_format: str | None = None         # strptime format of time_received (Apache %{...}t)
+    time_role: str = "responded"           # what the logged time is: nginx writes at response end
+    segments: tuple = ()                   # ("lit", text) / ("var", name) pieces of the format
+    options: dict = field(default_factory=dict, compare=False)   # json field map, error-log zone
 
     @property
     def csv_width(self) -> int:
         return sum(c.width for c in self.columns or ())
 
-    def explain(self) -> list[str]:
-        return [f"${v}" for v in self.variables]
+    @property
+    def is_access(self) -> bool:
+        return self.kind in ("nginx", "apache", "json")
+
+    def explain(self) -> list[dict]:
+        """The compiled field list, for `accesslog parse --explain`."""
+        from transforms.fields import field_target
+        plan = "csv-tokenizer + regex fallback" if self.columns is not None else "regex"
+        if not self.line_regex:
+            plan = self.kind
+        return [{"format": self.name, "kind": self.kind, "escape": self.escape, "parser": plan,
+                 "time_role": self.time_role}] + \
+               [{"variable": v, "column": field_target(v)} for v in self.variables]
+
+
+def _position_error(what: str, body: str, pos: int, problem: str) -> AccesslogError:
+    """One line: what is wrong, where (1-based character position) and the text around it."""
+    return AccesslogError(f"{problem} at position {pos + 1} of the {what} {body!r} "
+                          f"(near {body[max(0, pos - 8):pos + 9]!r}); fix the format string")
 
 
 def _segments(body: str) -> list[tuple[str, str]]:
-    """Split a format body into ('lit', text) and ('var', name) pieces."""
+    """Split an nginx format body into ('lit', text) and ('var', name) pieces."""
     out: list[tuple[str, str]] = []
     pos = 0
     for m in _VAR_RE.finditer(body):
@@ -114,7 +153,26 @@ def _segments(body: str) -> list[tuple[str, str]]:
     return out
 
 
-def _line_regex(segments: list[tuple[str, str]]) -> tuple[re.Pattern, tuple[str, ...]]:
+def _check_nginx_body(body: str) -> None:
+    """Errors nginx itself would refuse, reported with their position."""
+    unclosed = body.find("${")
+    while unclosed >= 0:
+        if not re.match(r"\$\{[A-Za-z0-9_]+\}", body[unclosed:]):
+            raise _position_error("nginx log_format", body, unclosed, "unterminated or empty ${...} variable")
+        unclosed = body.find("${", unclosed + 2)
+    for m in re.finditer(r"\$(?![A-Za-z0-9_{])", body):
+        raise _position_error("nginx log_format", body, m.start(), "'$' without a variable name")
+    quotes = [m.start() for m in re.finditer('"', body)]
+    if len(quotes) % 2:
+        raise _position_error("nginx log_format", body, quotes[-1], "unbalanced '\"'")
+
+
+def quoted_pattern(escape: str) -> str:
+    return _QUOTED[escape]
+
+
+def _line_regex(segments: list[tuple[str, str]], escape: str,
+                patterns: dict[str, str]) -> tuple[re.Pattern, tuple[str, ...]]:
     parts, group_vars = ["^"], []
     for i, (kind, text) in enumerate(segments):
         if kind == "lit":
@@ -123,14 +181,13 @@ def _line_regex(segments: list[tuple[str, str]]) -> tuple[re.Pattern, tuple[str,
         before = segments[i - 1][1] if i and segments[i - 1][0] == "lit" else ""
         after = segments[i + 1][1] if i + 1 < len(segments) and segments[i + 1][0] == "lit" else ""
         if before.endswith('"') and after.startswith('"'):
-            # nginx escapes '"' inside values (as \x22), so a quoted value has none.
-            pattern = r'[^"]*'
+            pattern = _QUOTED[escape]
         else:
-            pattern = VARIABLES.get(text, Variable()).pattern
+            pattern = patterns.get(text) or VARIABLES.get(text, Variable()).pattern
         parts.append(f"({pattern})")
         group_vars.append(text)
     parts.append("$")
-    return re.compile("".join(parts)), tuple(group_vars)
+    return re.compile("".join(parts), re.DOTALL), tuple(group_vars)
 
 
 def _split_tokens(segments: list[tuple[str, str]]) -> list[list[tuple[str, str]]] | None:
@@ -153,72 +210,135 @@ def _split_tokens(segments: list[tuple[str, str]]) -> list[list[tuple[str, str]]
     return None if in_quotes else tokens
 
 
-def _token_column(token: list[tuple[str, str]]) -> Column | None:
+def _token_column(token: list[tuple[str, str]], spaces: dict[str, int]) -> Column | None:
     text = "".join(t if k == "lit" else "\0" for k, t in token)
-    quoted = len(text) >= 2 and text[0] == '"' and text[-1] == '"'
+    quoted = len(text) >= 2 and text[0] == '"' and text[-1] == '"' and '"' not in text[1:-1]
     if quoted:
-        token = [(k, t) for k, t in token]
+        token = list(token)
         token[0] = ("lit", token[0][1][1:])
         token[-1] = ("lit", token[-1][1][:-1])
         token = [(k, t) for k, t in token if not (k == "lit" and t == "")]
-        text = text[1:-1]
-    if '"' in text:
-        return None  # quotes inside a token: the CSV tokenizer would mangle it
+    elif text.startswith('"'):
+        return None  # the tokenizer would take it for a quoted field
+    # Quotes inside a bare token (uct="$upstream_connect_time") are plain characters to
+    # the tokenizer: they stay in the value and become the prefix/suffix literals.
     variables = [t for k, t in token if k == "var"]
-    width = 1 if quoted else 1 + sum(VARIABLES.get(v, Variable()).spaces for v in variables)
+    width = 1 if quoted else 1 + sum(spaces.get(v, VARIABLES.get(v, Variable()).spaces) for v in variables)
     if not variables:
         return Column(literal="".join(t for _, t in token))
     if len(variables) == 1:
         i = next(i for i, (k, _) in enumerate(token) if k == "var")
         return Column(var=variables[0], width=width,
                       prefix="".join(t for _, t in token[:i]), suffix="".join(t for _, t in token[i + 1:]))
-    parts = ["^"]
+    parts, n = ["^"], 0
     for kind, t in token:
-        parts.append(re.escape(t) if kind == "lit" else r"(.*?)")
+        if kind == "lit":
+            parts.append(re.escape(t))
+        else:  # RE2 (Arrow) needs named groups for extract_regex
+            parts.append(f"(?P<g{n}>.*?)")
+            n += 1
     parts.append("$")
-    # RE2 (Arrow) needs named groups for extract_regex.
-    regex, n = "".join(parts), 0
-    while "(.*?)" in regex:
-        regex = regex.replace("(.*?)", f"(?P<g{n}>.*?)", 1)
-        n += 1
-    return Column(regex=regex, group_vars=tuple(variables), width=width)
+    return Column(regex="".join(parts), group_vars=tuple(variables), width=width)
 
 
-def compile_format(body: str, name: str | None = None) -> LogFormat:
-    """Compile an nginx log_format body (or a preset name) into a LogFormat."""
-    if body in FORMATS:
-        name, body = body, FORMATS[body]
-    escape = "default"
-    m = re.match(r"\s*escape=(default|json|none)\s+", body)
-    if m:
-        escape, body = m.group(1), body[m.end():]
-    segments = _segments(body)
+def compile_segments(segments: list[tuple[str, str]], name: str, body: str, kind: str = "nginx",
+                     escape: str = "default", time_format: str | None = None,
+                     time_role: str = "responded") -> LogFormat:
+    """Segments of an nginx or Apache format -> LogFormat with token plan and line regex."""
     variables = tuple(t for k, t in segments if k == "var")
+    what = "nginx log_format" if kind == "nginx" else "Apache LogFormat"
     if not variables:
-        raise AccesslogError(
-            f"log format {body!r} has no $variables: pass a preset ({', '.join(FORMATS)}) "
-            "or an nginx log_format body")
-    if "time_local" not in variables and "time_iso8601" not in variables and "msec" not in variables:
-        raise AccesslogError("log format has no time variable: add $time_local, $time_iso8601 or $msec")
+        raise AccesslogError(f"{what} {body!r} has no $variables (Apache: % directives): pass a preset "
+                             f"({', '.join(preset_names())}) or your server's format string")
+    if not any(v in TIME_VARIABLES for v in variables):
+        raise AccesslogError(f"{what} {body!r} has no time variable: add $time_local, $time_iso8601 or $msec "
+                             "(Apache: %t)")
     if "status" not in variables:
-        raise AccesslogError("log format has no $status variable: accesslog needs the response status")
-    line_regex, group_vars = _line_regex(segments)
+        raise AccesslogError(f"{what} {body!r} has no $status variable: add $status (Apache: %>s)")
+    spaces: dict[str, int] = {}
+    patterns: dict[str, str] = {}
+    if time_format is not None:
+        spaces["time_received"] = time_format.count(" ")
+        patterns["time_received"] = r"\S+" + r" \S+" * time_format.count(" ")
+    elif "time_received" in variables:
+        spaces["time_received"] = 1
+        patterns["time_received"] = r"\S+ \S+"
+    line_regex, group_vars = _line_regex(segments, escape, patterns)
     tokens = _split_tokens(segments)
     columns = None
     if tokens is not None:
-        cols = [_token_column(t) for t in tokens]
+        cols = [_token_column(t, spaces) for t in tokens]
         if all(c is not None for c in cols):
             columns = tuple(cols)
-    return LogFormat(name=name or "custom", body=body, variables=variables, line_regex=line_regex,
-                     group_vars=group_vars, columns=columns, escape=escape)
+    return LogFormat(name=name, body=body, kind=kind, variables=variables, line_regex=line_regex,
+                     group_vars=group_vars, columns=columns, escape=escape, time_format=time_format,
+                     time_role=time_role, segments=tuple(segments))
 
 
-def resolve_format(spec: str) -> LogFormat:
-    """A preset name or a format body -> LogFormat; a clear error otherwise."""
+def compile_format(body: str, name: str | None = None) -> LogFormat:
+    """Compile an nginx log_format body (optionally starting with escape=...) or a preset name."""
+    if body in FORMATS:
+        name, body = body, FORMATS[body]
+    escape = "default"
+    m = re.match(r"\s*escape=(\S*)\s+", body)
+    if m:
+        if m.group(1) not in ("default", "json", "none"):
+            raise _position_error("nginx log_format", body, m.start(1),
+                                  f"unknown escape={m.group(1)!r} (use default, json or none)")
+        escape, body = m.group(1), body[m.end():]
+    _check_nginx_body(body)
+    return compile_segments(_segments(body), name or "custom", body, "nginx", escape)
+
+
+def compile_apache_format(spec: str, name: str | None = None) -> LogFormat:
+    from transforms.apache_format import compile_apache
+
+    compiled = compile_apache(spec)
+    return compile_segments(list(compiled.segments), name or "custom", spec, "apache", "apache",
+                            compiled.time_format, compiled.time_role)
+
+
+def preset_names() -> list[str]:
+    from transforms.apache_format import APACHE_PRESETS
+    apache = {f"apache_{name}" for name in APACHE_PRESETS}
+    return sorted(set(FORMATS) | set(APACHE_PRESETS) | apache | set(SPECIAL_KINDS) | {"auto"})
+
+
+def resolve_format(spec: str, nginx_conf: str | None = None, field_map: str | None = None) -> LogFormat:
+    """--log-format value -> LogFormat, or a clear AccesslogError before any input is read.
+
+    `auto` is resolved per input by `transforms.detect`; callers handle it.
+    """
+    conf_ref = re.match(r"^([^\s$%]*\.conf):([A-Za-z0-9_]+)$", spec)
+    if nginx_conf or conf_ref:
+        from transforms.nginx_conf import read_log_format
+        if nginx_conf:  # --nginx-conf FILE --log-format-name NAME
+            conf, name = nginx_conf, spec
+        else:           # nginx.conf:NAME (./nginx.conf, else /etc/nginx/nginx.conf) or PATH.conf:NAME
+            conf, name = conf_ref.group(1), conf_ref.group(2)
+            if conf == "nginx.conf" and not os.path.exists(conf):
+                conf = DEFAULT_NGINX_CONF
+        escape, body = read_log_format(conf, name)
+        return compile_format(f"escape={escape} {body}", name=name)
     if spec in FORMATS:
         return compile_format(spec)
-    if "$" not in spec:
-        raise AccesslogError(
-            f"unknown log format {spec!r}: use one of {', '.join(sorted(FORMATS))} "
-            "or pass an nginx log_format body such as '$remote_addr [$time_local] \"$request\" $status'")
-    return compile_format(spec)
+    if spec in SPECIAL_KINDS:
+        options = {}
+        if spec == "json":
+            from transforms.jsonlog import parse_field_map
+            options["field_map"] = parse_field_map(field_map) if field_map else None
+        # orjson has already decoded JSON escapes; error-log values are written raw.
+        return LogFormat(name=spec, body=spec, kind=spec, escape="none", options=options)
+    if "$" in spec:
+        return compile_format(spec)
+    from transforms.apache_format import APACHE_PRESETS, looks_like_apache
+    if spec.startswith("apache_") and spec[7:] in APACHE_PRESETS:   # apache_combined: Apache's own
+        return compile_apache_format(APACHE_PRESETS[spec[7:]], name=spec)
+    if spec in APACHE_PRESETS:
+        return compile_apache_format(APACHE_PRESETS[spec], name=spec)
+    if looks_like_apache(spec):
+        return compile_apache_format(spec)
+    raise AccesslogError(
+        f"unknown log format {spec!r}: use a preset ({', '.join(preset_names())}), an nginx log_format body "
+        "such as '$remote_addr [$time_local] \"$request\" $status', an Apache LogFormat such as "
+        "'%h %l %u %t \"%r\" %>s %b', or nginx.conf:NAME")

@@ -12,6 +12,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timezone
 
 import apache_beam as beam
 import numpy as np
@@ -22,7 +23,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.chunks import LogChunk
 from transforms.coders import register
-from transforms.fields import build_records
+from transforms.fields import FieldOptions, build_records
 from transforms.formats import LogFormat
 
 
@@ -39,6 +40,8 @@ class RecordChunk:
     expired: int = 0
     seconds: float = 0.0
     counts: dict = field(default_factory=dict)
+    table: str = "access"     # which warehouse table the records belong to
+    continued: int = 0        # lines folded into the previous entry (multi-line error entries)
 
     @property
     def nbytes(self) -> int:
@@ -56,6 +59,7 @@ class RejectChunk:
     reasons: list[str]
     lines: list[str]
     date_hint: int | None = None   # µs timestamp of a parsed row near these lines
+    log_format: str = ""
 
     @property
     def nbytes(self) -> int:
@@ -96,11 +100,18 @@ def _read_tokens(fmt: LogFormat, data: bytes) -> tuple[pa.Table, list[int]]:
     return table, invalid
 
 
-def _odd_quote_lines(data: bytes, starts: np.ndarray) -> np.ndarray:
-    """Lines with an odd number of '"' (truncated lines): the tokenizer would run past them."""
-    quotes = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 34)
+def _regex_only_lines(data: bytes, starts: np.ndarray, escape: str) -> np.ndarray:
+    """Lines the tokenizer would misread: an odd number of '"' (truncated lines; the
+    tokenizer would run past them), or, where values escape quotes as \\" (Apache,
+    escape=json), any escaped quote (the tokenizer would end the field there)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(raw == 34)
     per_line = np.bincount(np.searchsorted(starts, quotes, side="right") - 1, minlength=len(starts))
-    return per_line % 2 == 1
+    flagged = per_line % 2 == 1
+    if escape in ("json", "apache") and len(quotes):
+        escaped = quotes[(quotes > 0) & (raw[np.maximum(quotes - 1, 0)] == 92)]
+        flagged[np.searchsorted(starts, escaped, side="right") - 1] = True
+    return flagged
 
 
 def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray,
@@ -111,7 +122,7 @@ def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray,
     are returned too (filtering every column costs more than dropping them later).
     """
     n_lines = len(starts)
-    odd = _odd_quote_lines(data, starts)
+    odd = _regex_only_lines(data, starts, fmt.escape)
     if odd.any():
         # A truncated line with an unbalanced quote would make the tokenizer swallow the
         # next lines. Blank such lines out (same length, so positions hold): the tokenizer
@@ -224,51 +235,121 @@ def _regex_rows(fmt: LogFormat, tok: Tokenized) -> tuple[list[int], list[str]]:
     return reject_rows, reject_reasons
 
 
+def field_options(fmt: LogFormat) -> FieldOptions:
+    return FieldOptions(escape=fmt.escape, time_role=fmt.time_role, time_format=fmt.time_format,
+                        zone=fmt.options.get("zone", timezone.utc),
+                        trusted_proxies=fmt.options.get("trusted_proxies", ()))
+
+
+def _typed(fields: dict, rows: np.ndarray, skip: np.ndarray, chunk: LogChunk, opts: FieldOptions,
+           reject_rows: list[int], reject_reasons: list[str]) -> pa.Table:
+    """Field strings of `rows` -> access records; type failures are appended to the rejects.
+    Rows flagged in `skip` are dropped without a reject (the regex path parsed them again)."""
+    n = len(rows)
+    if not n:
+        return pa.table({})
+    columns, reasons = build_records(fields, n, opts)
+    bad = (reasons != None) & ~skip  # noqa: E711
+    for r in np.flatnonzero(bad):
+        reject_rows.append(int(rows[r]))
+        reject_reasons.append(reasons[r])
+    columns["source"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([chunk.source]))
+    columns["source_line"] = pa.array(rows + chunk.first_line, pa.int64())
+    records = pa.table(columns)
+    drop = bad | skip
+    return records.filter(pa.array(~drop)) if drop.any() else records
+
+
+def _rejects(chunk: LogChunk, rows: list[int], reasons: list[str], line, records: pa.Table,
+             time_column: str = "received_at") -> RejectChunk:
+    date_hint = pc.min(records[time_column]).value if records.num_rows else None
+    order = np.argsort(rows, kind="stable")
+    return RejectChunk(chunk.source, chunk.input_id, chunk.first_line,
+                       source_lines=[rows[k] + chunk.first_line for k in order],
+                       reasons=[reasons[k] for k in order], lines=[line(rows[k]) for k in order],
+                       date_hint=date_hint, log_format=chunk.log_format)
+
+
 def finish_chunk(fmt: LogFormat, tok: Tokenized) -> tuple[RecordChunk, RejectChunk]:
     """Stage 2: regex path, typed columns, rejects -> (records with source_line, raw rejects)."""
     started = time.perf_counter()
-    chunk = tok.chunk
     reject_rows, reject_reasons = _regex_rows(fmt, tok)
-    rows, n = tok.rows, len(tok.rows)
-    records = pa.table({})
-    if n:
-        columns, reasons = build_records(tok.fields, n)
-        bad = (reasons != None) & ~tok.redo  # noqa: E711 (redo rows were parsed again by regex)
-        for r in np.flatnonzero(bad):
-            reject_rows.append(int(rows[r]))
-            reject_reasons.append(reasons[r])
-        columns["source"] = pc.fill_null(pa.nulls(n, pa.string()), chunk.source)
-        columns["source_line"] = pa.array(rows + chunk.first_line, pa.int64())
-        records = pa.table(columns)
-        drop = bad | tok.redo
-        if drop.any():
-            records = records.filter(pa.array(~drop))
-    date_hint = pc.min(records["received_at"]).value if records.num_rows else None
-    order = np.argsort(reject_rows, kind="stable")
-    rejects = RejectChunk(
-        chunk.source, chunk.input_id, chunk.first_line,
-        source_lines=[reject_rows[k] + chunk.first_line for k in order],
-        reasons=[reject_reasons[k] for k in order],
-        lines=[tok.line(reject_rows[k]) for k in order],
-        date_hint=date_hint)
+    records = _typed(tok.fields, tok.rows, tok.redo, tok.chunk, field_options(fmt), reject_rows, reject_reasons)
+    chunk = tok.chunk
     result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(tok.starts),
                          records=records, rejected=len(reject_rows),
                          seconds=tok.seconds + time.perf_counter() - started)
-    return result, rejects
+    return result, _rejects(chunk, reject_rows, reject_reasons, tok.line, records)
+
+
+def _lines_of(chunk: LogChunk) -> list[str]:
+    data = chunk.data.decode("utf-8", "replace").replace("\r\n", "\n")
+    lines = data.split("\n")
+    return lines[:-1] if data.endswith("\n") else lines
+
+
+def parse_json(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
+    """JSON-lines access logs (orjson) -> the same records as text formats."""
+    from transforms.jsonlog import parse_json_chunk
+    started = time.perf_counter()
+    fields, rows, rejects, extra = parse_json_chunk(chunk, fmt.options.get("field_map"))
+    lines = _lines_of(chunk)
+    reject_rows = [i for i, _ in rejects]
+    reject_reasons = [r for _, r in rejects]
+    # Unmapped keys travel as "extra:<key>" so they can never be taken for a variable.
+    fields = {**{f"extra:{k}": v for k, v in extra.items()}, **fields}
+    records = _typed(fields, np.asarray(rows, np.int64), np.zeros(len(rows), bool), chunk,
+                     field_options(fmt), reject_rows, reject_reasons)
+    result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(lines), records=records,
+                         rejected=len(reject_rows), seconds=time.perf_counter() - started)
+    return result, _rejects(chunk, reject_rows, reject_reasons, lines.__getitem__, records)
+
+
+def parse_error_log(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
+    """nginx / Apache error logs -> `errors` records (multi-line entries folded)."""
+    from transforms.errorlog import parse_error_chunk
+    started = time.perf_counter()
+    columns, rejects = parse_error_chunk(fmt.kind, chunk, tz=fmt.options.get("zone", timezone.utc))
+    lines = _lines_of(chunk)
+    n = len(columns["source_line"]) if "source_line" in columns else 0
+    consumed = int(pc.sum(columns["lines"]).as_py() or 0) if n and "lines" in columns else n
+    columns = {k: v for k, v in columns.items() if k != "lines"}
+    records = pa.table(columns) if n else pa.table({})
+    if n:
+        records = records.append_column("source", pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(n, np.int32)), pa.array([chunk.source])))
+    result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(lines), records=records,
+                         rejected=len(rejects), seconds=time.perf_counter() - started, table="errors",
+                         continued=consumed - n)
+    return result, _rejects(chunk, [i for i, _ in rejects], [r for _, r in rejects], lines.__getitem__,
+                            records, "logged_at")
 
 
 def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
     """Parse one chunk. Returns records (with `source_line`) and rejects (raw lines)."""
+    if fmt.kind == "json":
+        return parse_json(fmt, chunk)
+    if fmt.kind in ("nginx_error", "apache_error"):
+        return parse_error_log(fmt, chunk)
     return finish_chunk(fmt, tokenize_chunk(fmt, chunk))
+
+
+def _stage1(fmt: LogFormat, chunk: LogChunk):
+    return tokenize_chunk(fmt, chunk) if fmt.kind in ("nginx", "apache") else parse_chunk(fmt, chunk)
+
+
+def _stage2(fmt: LogFormat, staged):
+    return finish_chunk(fmt, staged) if isinstance(staged, Tokenized) else staged
 
 
 @beam.typehints.with_output_types(RecordChunk)
 class _ParseChunk(beam.DoFn):
     """Tokenizes chunk k+1 in a background thread (Arrow's CSV reader releases the GIL)
-    while chunk k goes through the Python-heavy stages; results lag by one chunk."""
+    while chunk k goes through the Python-heavy stages; results lag by one chunk.
+    Error-log records leave through the `errors` output."""
 
-    def __init__(self, fmt: LogFormat):
-        self.fmt = fmt
+    def __init__(self, formats: dict[str, LogFormat]):
+        self.formats = formats
 
     def setup(self):
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
@@ -277,14 +358,16 @@ class _ParseChunk(beam.DoFn):
         self.pending = deque()
 
     def _emit(self):
-        future, timestamp, window = self.pending.popleft()
-        records, rejects = finish_chunk(self.fmt, future.result())
-        yield WindowedValue(records, timestamp, [window])
+        future, fmt, timestamp, window = self.pending.popleft()
+        records, rejects = _stage2(fmt, future.result())
+        records_value = WindowedValue(records, timestamp, [window])
+        yield records_value if records.table == "access" else beam.pvalue.TaggedOutput("errors", records_value)
         # Always emitted, even empty: downstream counts lines per input from both.
         yield beam.pvalue.TaggedOutput("rejects", WindowedValue(rejects, timestamp, [window]))
 
     def process(self, chunk: LogChunk, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
-        self.pending.append((self.pool.submit(tokenize_chunk, self.fmt, chunk), timestamp, window))
+        fmt = self.formats[chunk.log_format]
+        self.pending.append((self.pool.submit(_stage1, fmt, chunk), fmt, timestamp, window))
         if len(self.pending) > 1:
             yield from self._emit()
 
@@ -297,11 +380,28 @@ class _ParseChunk(beam.DoFn):
 
 
 class ParseAccessLogs(beam.PTransform):
-    """LogChunk -> outputs `records` (RecordChunk) and `rejects` (RejectChunk)."""
+    """LogChunk -> outputs `records` (access RecordChunk), `errors` (error-log RecordChunk)
+    and `rejects` (RejectChunk). `formats` maps each chunk's `log_format` key to its
+    compiled format; a single LogFormat serves every chunk."""
+
+    def __init__(self, formats: dict[str, LogFormat] | LogFormat):
+        super().__init__()
+        self.formats = formats if isinstance(formats, dict) else _AnyKey(formats)
+
+    def expand(self, chunks):
+        return chunks | "Parse" >> beam.ParDo(_ParseChunk(self.formats)).with_outputs(
+            "rejects", "errors", main="records")
+
+
+class _AnyKey(dict):
+    """One format for every chunk, whatever its `log_format` key."""
 
     def __init__(self, fmt: LogFormat):
         super().__init__()
         self.fmt = fmt
 
-    def expand(self, chunks):
-        return chunks | "Parse" >> beam.ParDo(_ParseChunk(self.fmt)).with_outputs("rejects", main="records")
+    def __getitem__(self, key):
+        return self.fmt
+
+    def __reduce__(self):
+        return (_AnyKey, (self.fmt,))

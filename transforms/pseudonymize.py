@@ -30,12 +30,54 @@ IN_MEMORY_COLUMNS = ("_client_ip", "_remote_user")
 
 @functools.lru_cache(maxsize=1 << 18)
 def ip_pseudonym(secret: bytes, ip_text: str) -> str:
-    """HMAC-SHA256(secret, packed IP) truncated to 128 bits, hex. `ip_text` must be an IP."""
+    """HMAC-SHA256(secret, packed IP) truncated to 128 bits, hex.
+
+    `ip_text` is a canonical IP, or `name:<host>` for clients logged by name (the
+    HMAC then covers b"host:" + name, so names and addresses never collide)."""
+    if ip_text.startswith("name:"):
+        return hmac.digest(secret, b"host:" + ip_text[5:].encode("utf-8"), "sha256")[:16].hex()
     return hmac.digest(secret, pack_ip(ip_text), "sha256")[:16].hex()
 
 
 def user_pseudonym(secret: bytes, name: str) -> str:
     return hmac.digest(secret, b"user:" + name.encode("utf-8"), "sha256")[:16].hex()
+
+
+def cookie_pseudonym(secret: bytes, value: str) -> str:
+    return hmac.digest(secret, b"cookie:" + value.encode("utf-8"), "sha256")[:16].hex()
+
+
+_COOKIE_PAIR = re.compile(r"([^=;\s]+)=([^;]*)")
+
+
+def cookie_header_pseudonyms(secret: bytes, header: str) -> str:
+    """'a=1; b=2' (Cookie / Set-Cookie) -> 'a=<pseudonym>; b=<pseudonym>': names stay, values don't."""
+    def sub(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2).strip()
+        if name.lower() in _SET_COOKIE_ATTRIBUTES or not value:
+            return m.group(0)
+        return f"{name}={cookie_pseudonym(secret, value)}"
+    return _COOKIE_PAIR.sub(sub, header)
+
+
+_SET_COOKIE_ATTRIBUTES = {"path", "domain", "expires", "max-age", "samesite", "priority"}
+_AUTHORIZATION = {"_x_http_authorization", "_x_http_proxy_authorization"}
+
+
+def _extras(table: pa.Table, days: np.ndarray, keystore: Keystore) -> pa.Table:
+    """Cookie values -> keyed pseudonyms; Authorization headers -> REDACTED (in `_x_` columns)."""
+    for name in [c for c in table.column_names if c.startswith("_x_")]:
+        values = table[name]
+        if name in _AUTHORIZATION:
+            new = pc.if_else(pc.is_null(values), pa.scalar(None, pa.string()), pa.scalar("REDACTED"))
+        elif name.startswith("_x_cookie_"):
+            new = _keyed(values, days, keystore, cookie_pseudonym)
+        elif name in ("_x_http_cookie", "_x_sent_http_set_cookie"):
+            new = _keyed(values, days, keystore, cookie_header_pseudonyms)
+        else:
+            continue
+        table = table.set_column(table.column_names.index(name), name, new)
+    return table
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -90,7 +132,7 @@ def pseudonymize_records(table: pa.Table, keystore: Keystore) -> pa.Table:
         "user_id": _keyed(table["_remote_user"], days, keystore, user_pseudonym),
         "key_id": key_id,
     }
-    table = table.drop_columns(list(IN_MEMORY_COLUMNS))
+    table = _extras(table.drop_columns(list(IN_MEMORY_COLUMNS)), days, keystore)
     for name, values in columns.items():
         table = table.append_column(name, values)
     return table

@@ -15,40 +15,52 @@ import pyarrow as pa
 
 from accesslog.keystore import Keystore
 from schemas import REJECTS
-from transforms.formats import VARIABLES, LogFormat, Variable
-from transforms.parse import RecordChunk
+from transforms.formats import VARIABLES, LogFormat, Variable, quoted_pattern
+from transforms.parse import RecordChunk, _AnyKey
 from transforms.pseudonymize import pseudonymize_ip_tokens
 from transforms.scrub import REDACTED, Scrubber
 
-
-def user_field_regex(fmt: LogFormat) -> re.Pattern | None:
-    """Regex matching the start of a line up to the $remote_user value (group 1)."""
-    if "remote_user" not in fmt.variables:
-        return None
-    parts = ["^"]
-    # Both `$name` and `${name}` (as transforms.formats accepts them).
-    pieces = [("lit", t) if not t.startswith("$") else ("var", t[1:].strip("{}"))
-              for t in re.split(r"(\$\{[A-Za-z0-9_]+\}|\$[A-Za-z0-9_]+)", fmt.body) if t]
-    for i, (kind, text) in enumerate(pieces):
-        if kind == "lit":
-            parts.append(re.escape(text))
-        elif text == "remote_user":
-            follow = pieces[i + 1][1] if i + 1 < len(pieces) and pieces[i + 1][0] == "lit" else ""
-            return re.compile("".join(parts) + "(.*?)" + re.escape(follow))
-        else:
-            parts.append(f"(?:{VARIABLES.get(text, Variable()).pattern})")
-    return None
+SENSITIVE = ("remote_user", "ident", "http_authorization", "http_proxy_authorization", "http_cookie",
+             "sent_http_set_cookie")
 
 
-def redact_line(line: str, secret: bytes, scrubber: Scrubber, user_re: re.Pattern | None) -> str:
-    if user_re is not None:
-        m = user_re.match(line)
+def _sensitive(var: str) -> bool:
+    return var in SENSITIVE or var.startswith("cookie_")
+
+
+def sensitive_field_regexes(fmt: LogFormat) -> list[re.Pattern]:
+    """For each sensitive variable (user names, cookies, credentials): a regex matching
+    the start of a line up to that variable's value (group 1), built from the format."""
+    segments = list(fmt.segments)
+    out = []
+    for target, (kind, name) in enumerate(segments):
+        if kind != "var" or not _sensitive(name):
+            continue
+        parts = ["^"]
+        for i, (k, text) in enumerate(segments[:target]):
+            if k == "lit":
+                parts.append(re.escape(text))
+            else:
+                quoted = i and segments[i - 1][1].endswith('"')
+                parts.append(f"(?:{quoted_pattern(fmt.escape) if quoted else VARIABLES.get(text, Variable()).pattern})")
+        follow = segments[target + 1][1] if target + 1 < len(segments) and segments[target + 1][0] == "lit" else ""
+        out.append(re.compile("".join(parts) + "(.*?)" + re.escape(follow)))
+    return out
+
+
+def redact_line(line: str, secret: bytes, scrubber: Scrubber, field_res: list[re.Pattern],
+                strict: bool = False) -> str:
+    """A rejected raw line, safe to store. `strict` (formats logging cookies or credentials):
+    every name=value value is redacted too, in case the line is too broken to locate them."""
+    for field_re in field_res:
+        m = field_re.match(line)
         if m and m.group(1) not in ("", "-"):
             line = line[:m.start(1)] + REDACTED + line[m.end(1):]
-    return scrubber.scrub(pseudonymize_ip_tokens(line, secret))
+    return scrubber.scrub(pseudonymize_ip_tokens(line, secret), all_pairs=strict)
 
 
-def rejects_table(chunk, keystore: Keystore, scrubber: Scrubber, user_re, now: datetime) -> pa.Table:
+def rejects_table(chunk, keystore: Keystore, scrubber: Scrubber, field_res, now: datetime,
+                  strict: bool = False) -> pa.Table:
     """A RejectChunk -> table with the REJECTS schema plus `_date_us` (partition hint)."""
     hint_us = chunk.date_hint
     if hint_us is None:
@@ -60,31 +72,38 @@ def rejects_table(chunk, keystore: Keystore, scrubber: Scrubber, user_re, now: d
         "source": pa.array([chunk.source] * n, pa.string()),
         "source_line": pa.array(chunk.source_lines, pa.int64()),
         "reason": pa.array(chunk.reasons, pa.string()),
-        "line": pa.array([redact_line(t, secret, scrubber, user_re) for t in chunk.lines], pa.string()),
+        "line": pa.array([redact_line(t, secret, scrubber, field_res, strict) for t in chunk.lines], pa.string()),
     }, schema=REJECTS)
     return table.append_column("_date_us", pa.array([hint_us] * n, pa.int64()))
 
 
 @beam.typehints.with_output_types(RecordChunk)
 class _RedactChunk(beam.DoFn):
-    def __init__(self, keystore, scrubber, fmt, now):
-        self.keystore, self.scrubber, self.fmt, self.now = keystore, scrubber, fmt, now
+    def __init__(self, keystore, scrubber, formats, now):
+        self.keystore, self.scrubber, self.formats, self.now = keystore, scrubber, formats, now
 
     def setup(self):
-        self.user_re = user_field_regex(self.fmt)
+        self.field_res: dict[str, tuple] = {}
 
     def process(self, chunk):
         if chunk.lines:
-            table = rejects_table(chunk, self.keystore, self.scrubber, self.user_re, self.now)
+            if chunk.log_format not in self.field_res:
+                fmt = self.formats[chunk.log_format]
+                strict = any(_sensitive(v) and v != "remote_user" for v in fmt.variables)
+                self.field_res[chunk.log_format] = (sensitive_field_regexes(fmt), strict)
+            field_res, strict = self.field_res[chunk.log_format]
+            table = rejects_table(chunk, self.keystore, self.scrubber, field_res, self.now, strict)
             yield RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=0, records=table)
 
 
 class RedactRejects(beam.PTransform):
     """RejectChunk -> RecordChunk holding the redacted `rejects` rows; raw lines go no further."""
 
-    def __init__(self, keystore: Keystore, scrubber: Scrubber, fmt: LogFormat, now: datetime):
+    def __init__(self, keystore: Keystore, scrubber: Scrubber, formats: dict[str, LogFormat] | LogFormat,
+                 now: datetime):
         super().__init__()
-        self.keystore, self.scrubber, self.fmt, self.now = keystore, scrubber, fmt, now
+        self.keystore, self.scrubber, self.now = keystore, scrubber, now
+        self.formats = formats if isinstance(formats, dict) else _AnyKey(formats)
 
     def expand(self, rejects):
-        return rejects | "Redact" >> beam.ParDo(_RedactChunk(self.keystore, self.scrubber, self.fmt, self.now))
+        return rejects | "Redact" >> beam.ParDo(_RedactChunk(self.keystore, self.scrubber, self.formats, self.now))

@@ -13,6 +13,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas import PARTITION_TIME_COLUMN
 from transforms.parse import RecordChunk
 
 
@@ -21,14 +22,14 @@ def retention_cutoff(now: datetime, days: int) -> datetime:
     return now - timedelta(days=days)
 
 
-def enforce_retention(table: pa.Table, cutoff: datetime) -> tuple[pa.Table, int]:
-    """(rows received at or after cutoff, number of rows dropped)."""
+def enforce_retention(table: pa.Table, cutoff: datetime, time_column: str = "received_at") -> tuple[pa.Table, int]:
+    """(rows at or after cutoff, number of rows dropped)."""
     if table.num_rows == 0:
         return table, 0
     cutoff_scalar = pa.scalar(cutoff, pa.timestamp("us", tz="UTC"))
-    if pc.greater_equal(pc.min(table["received_at"]), cutoff_scalar).as_py():
+    if pc.greater_equal(pc.min(table[time_column]), cutoff_scalar).as_py():
         return table, 0
-    keep = pc.greater_equal(table["received_at"], pa.scalar(cutoff, pa.timestamp("us", tz="UTC")))
+    keep = pc.greater_equal(table[time_column], cutoff_scalar)
     kept = table.filter(keep)
     return kept, table.num_rows - kept.num_rows
 
@@ -39,7 +40,7 @@ class _RetainChunk(beam.DoFn):
         self.cutoff = cutoff
 
     def process(self, chunk):
-        kept, expired = enforce_retention(chunk.records, self.cutoff)
+        kept, expired = enforce_retention(chunk.records, self.cutoff, PARTITION_TIME_COLUMN[chunk.table])
         yield dataclasses.replace(chunk, records=kept, expired=chunk.expired + expired)
 
 

@@ -17,6 +17,7 @@ import re
 from urllib.parse import quote, unquote
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -37,6 +38,7 @@ _USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
 _IPV4 = re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])")
 _IPV6 = re.compile(r"(?<![0-9A-Za-z:])\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[0-9A-Za-z]+)?\]?"
                    r"(?<=[0-9A-Fa-f:\]])")
+_CREDENTIALS = re.compile(r"(?i)\b(Bearer|Basic|Digest|Negotiate|Token)\s+[A-Za-z0-9._~+/=,:\"-]{6,}")
 _PAIR = re.compile(r"([^&;=\s\"?/#,]*)=([^&;\s\"#]*)")
 
 
@@ -70,7 +72,7 @@ class Scrubber:
         self._secret_cache: dict[str, bool] = {}
         alternation = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
         # RE2 screen: any row that might need scrubbing. False positives only cost time.
-        self.screen_secrets = rf"(?i)({alternation})(\]|%5d)?(=|%3d)|@|%40"
+        self.screen_secrets = rf"(?i)({alternation})(\]|%5d)?(=|%3d)|@|%40|bearer |basic |digest |token "
         self.screen = self.screen_secrets + r"|[0-9]\.[0-9]{1,3}\.[0-9]|[0-9a-f]:[0-9a-f]{0,4}:|::"
 
     def is_secret(self, name: str) -> bool:
@@ -86,10 +88,10 @@ class Scrubber:
                 self._secret_cache[name] = known
         return known
 
-    def _pairs(self, text: str) -> str:
+    def _pairs(self, text: str, all_pairs: bool = False) -> str:
         def sub(m: re.Match) -> str:
             name, value = m.group(1), m.group(2)
-            if value and self.is_secret(name):
+            if value and (all_pairs or self.is_secret(name)):
                 return f"{name}={REDACTED}"
             if "=" in value:  # a URL inside a value: ?next=/account?token=...
                 return f"{name}={self._pairs(value)}"
@@ -101,16 +103,18 @@ class Scrubber:
             return m.group(0)
         return _PAIR.sub(sub, text)
 
-    def scrub(self, text: str, ips: bool = True) -> str:
+    def scrub(self, text: str, ips: bool = True, all_pairs: bool = False) -> str:
         """Scrub a URL, path, query string, referrer, user agent or raw log line.
 
         `ips=False` keeps dotted numbers: user agents carry versions like 120.0.0.0.
+        `all_pairs` redacts every name=value value (raw lines that may hold cookies).
         """
         # user:password@host -> REDACTED@host; the placeholder keeps the e-mail pattern off the host.
         text = _USERINFO.sub("\0@", text)
         text = _EMAIL.sub(REDACTED, text).replace("\0@", REDACTED + "@")
+        text = _CREDENTIALS.sub(lambda m: m.group(1) + " " + REDACTED, text)
         if "=" in text:
-            text = self._pairs(text)
+            text = self._pairs(text, all_pairs)
         return _replace_ips(text) if ips else text
 
     def scrub_column(self, values: pa.Array, ips: bool = True) -> pa.Array:
@@ -129,7 +133,24 @@ class Scrubber:
 
 
 # column -> whether IP literals are redacted in it (not in user agents: versions look like IPs)
-URL_COLUMNS = {"url_path": True, "url_query": True, "referrer": True, "host": True, "user_agent": False}
+URL_COLUMNS = {"url_path": True, "url_query": True, "referrer": True, "host": True, "user_agent": False,
+               "upstream_addr": True}
+# Extras whose values PseudonymizeClients already replaced.
+_PSEUDONYMIZED_EXTRAS = ("_x_cookie_", "_x_http_cookie", "_x_sent_http_set_cookie", "_x_http_authorization",
+                         "_x_http_proxy_authorization")
+
+
+def pack_extra(table: pa.Table) -> pa.Table:
+    """In-memory `_x_<variable>` columns -> one `extra` map column {variable: value}."""
+    names = [c for c in table.column_names if c.startswith("_x_")]
+    if not names:
+        return table
+    n, k = table.num_rows, len(names)
+    values = pa.concat_arrays([table[c].combine_chunks().cast(pa.string()) for c in names])
+    order = (np.arange(n)[:, None] + np.arange(k)[None, :] * n).ravel()
+    extra = pa.MapArray.from_arrays(pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)),
+                                    pa.array([c[3:] for c in names] * n, pa.string()), values.take(pa.array(order)))
+    return table.drop_columns(names).append_column("extra", extra)
 
 
 def scrub_records(table: pa.Table, scrubber: Scrubber) -> pa.Table:
@@ -137,7 +158,14 @@ def scrub_records(table: pa.Table, scrubber: Scrubber) -> pa.Table:
         if name in table.column_names:
             i = table.column_names.index(name)
             table = table.set_column(i, name, scrubber.scrub_column(table.column(name), ips))
-    return table
+    for name in table.column_names:
+        if name.startswith("_x_") and not name.startswith(_PSEUDONYMIZED_EXTRAS):
+            if scrubber.is_secret(name[3:]):   # $http_x_api_key, a JSON "password" key, ...
+                values = pc.if_else(pc.is_null(table[name]), pa.scalar(None, pa.string()), pa.scalar(REDACTED))
+            else:
+                values = scrubber.scrub_column(table[name], "user_agent" not in name)
+            table = table.set_column(table.column_names.index(name), name, values)
+    return pack_extra(table)
 
 
 @beam.typehints.with_output_types(RecordChunk)

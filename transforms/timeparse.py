@@ -7,7 +7,7 @@ by hand and `take` the results back (DESIGN.md §3).
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Callable
 
 import pyarrow as pa
@@ -40,14 +40,17 @@ def time_local_us(text: str) -> int | None:
         return None
 
 
-def iso8601_us(text: str) -> int | None:
-    """'2026-11-20T13:55:36+01:00' (nginx $time_iso8601, any ISO form) -> µs UTC."""
+def iso8601_us(text: str, zone: tzinfo | None = None) -> int | None:
+    """'2026-11-20T13:55:36+01:00' (nginx $time_iso8601, any ISO form) -> µs UTC.
+    A time without an offset is taken to be in `zone` (rejected when no zone is given)."""
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
     if t.tzinfo is None:
-        return None  # a local time without offset cannot be placed in UTC
+        if zone is None:
+            return None
+        t = t.replace(tzinfo=zone)
     delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
@@ -87,8 +90,49 @@ def parse_unique(values: pa.Array, parse: Callable[[str], int | None], arrow_for
     return pc.take(parsed, encoded.indices)
 
 
+def epoch_us(scale: int) -> Callable[[str], int | None]:
+    """Apache %{sec}t / %{msec}t / %{usec}t: a count since the epoch (%{sec}t.%{msec_frac}t
+    gives seconds with a fraction)."""
+    def parse(text: str) -> int | None:
+        whole, _, frac = text.partition(".")
+        if not whole.isdigit() or (frac and not frac.isdigit()):
+            return None
+        us = int(whole) * (1_000_000 // scale)
+        return us + int((frac + "000000")[:6]) // scale if frac else us
+    return parse
+
+
+def strptime_us(time_format: str, zone: tzinfo = timezone.utc) -> Callable[[str], int | None]:
+    """A strftime-style format (Apache %{format}t); times without an offset are in `zone`."""
+    def parse(text: str) -> int | None:
+        try:
+            t = datetime.strptime(text.strip("[]"), time_format)
+        except ValueError:
+            return None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=zone)
+        delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return parse
+
+
 PARSERS: dict[str, Callable[[str], int | None]] = {
     "time_local": time_local_us,
+    "time_received": time_local_us,       # Apache %t: the same text, but the arrival time
     "time_iso8601": iso8601_us,
     "msec": msec_us,
+    "time_received_sec": epoch_us(1),
+    "time_received_msec": epoch_us(1000),
+    "time_received_usec": epoch_us(1_000_000),
 }
+ARROW_FORMATS["time_received"] = ARROW_FORMATS["time_local"]
+
+
+def parse_times(values: pa.Array, var: str, time_format: str | None = None,
+                zone: tzinfo = timezone.utc) -> pa.Array:
+    """A time variable's column -> int64 µs UTC (null where unparseable)."""
+    if time_format is not None:
+        return parse_unique(values, strptime_us(time_format, zone))
+    if var == "time_iso8601":
+        return parse_unique(values, lambda text: iso8601_us(text, zone))
+    return parse_unique(values, PARSERS[var], ARROW_FORMATS.get(var))

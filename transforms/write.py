@@ -128,9 +128,11 @@ class _WriteChunk(beam.DoFn):
         files = write_chunk(chunk.records, self.table_name, chunk.input_id, chunk.first_line,
                             self.warehouse, self.run_id)
         counts = {"rows_" + self.table_name: chunk.records.num_rows}
-        if self.table_name == "access":
-            counts.update(read=chunk.lines, parsed=chunk.records.num_rows, rejected=chunk.rejected,
-                          expired=chunk.expired)
+        if chunk.lines:  # the chunk's main table carries the line accounting
+            # parsed is measured (rows written, plus continuation lines folded into error
+            # entries), so read == parsed + rejected + expired is a real check.
+            counts.update(read=chunk.lines, parsed=chunk.records.num_rows + chunk.continued,
+                          rejected=chunk.rejected, expired=chunk.expired)
         return WrittenChunk(chunk.input_id, chunk.source, self.table_name, chunk.first_line, counts, files,
                             seconds=chunk.seconds + time.perf_counter() - started)
 
@@ -173,6 +175,7 @@ def commit_input(input_id: str, written: list[WrittenChunk], warehouse: str, run
                "rejected": int(totals.get("rejected", 0)), "expired": int(totals.get("expired", 0)),
                "rows_access": int(totals.get("rows_access", 0)),
                "rows_rejects": int(totals.get("rows_rejects", 0)),
+               "rows_errors": int(totals.get("rows_errors", 0)),
                "seconds": round(sum(w.seconds for w in written), 3), "status": "committed", "files": []}
     staged = [pair for w in written for pair in w.files]
     if read and summary["rejected"] / read > max_reject_ratio:

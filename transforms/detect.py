@@ -1,0 +1,72 @@
+"""`--log-format auto`: sniff the first lines of each input and pick a preset.
+
+Candidates are JSON lines, nginx and Apache error logs, and the text presets of
+both servers; a text preset scores the number of sample lines it parses into valid
+records (shape and types), and the best score wins (ties: the format with more
+fields, then the earlier candidate). The choice
+is per file, so access and error logs can be mixed in one run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accesslog.errors import AccesslogError
+from transforms.chunks import LogChunk, LogInput, open_input
+from transforms.formats import FORMATS, resolve_format
+from transforms.parse import parse_chunk
+
+SAMPLE_LINES = 50
+# Text presets to try, most specific first (ties keep the earlier one).
+TEXT_CANDIDATES = ("timed_combined", "main", "combined", "apache_combined", "vhost_combined", "combinedio",
+                   "common")
+
+
+@dataclass(frozen=True)
+class Detection:
+    name: str
+    matched: int
+    sampled: int
+
+
+def sample_lines(log_input: LogInput, n: int = SAMPLE_LINES) -> list[str]:
+    lines = []
+    with open_input(log_input.path, log_input.gzipped) as f:
+        for raw in f:
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if text.strip():
+                lines.append(text)
+            if len(lines) >= n:
+                break
+    return lines
+
+
+def detect(lines: list[str], source: str = "input") -> Detection:
+    """The best preset for these lines (a clear error when nothing fits)."""
+    from transforms.errorlog import detect_error_log
+    from transforms.jsonlog import looks_like_json
+
+    if not lines:
+        raise AccesslogError(f"cannot detect the format of {source}: it has no lines; pass --log-format")
+    if looks_like_json(lines):
+        return Detection("json", len(lines), len(lines))
+    kind = detect_error_log(lines)
+    if kind:
+        return Detection(kind, len(lines), len(lines))
+    best: Detection | None = None
+    best_fields = 0
+    sample = LogChunk("sample", "sample", 1, ("\n".join(lines) + "\n").encode("utf-8"))
+    for name in TEXT_CANDIDATES:
+        fmt = resolve_format(name)
+        # Typed, not just shaped: `0.010` fits Apache %I's slot textually but is no byte count.
+        matched = parse_chunk(fmt, sample)[0].records.num_rows
+        if best is None or matched > best.matched or (matched == best.matched and len(fmt.variables) > best_fields):
+            best, best_fields = Detection(name, matched, len(lines)), len(fmt.variables)
+    if best.matched * 2 < len(lines):
+        raise AccesslogError(f"cannot detect the log format of {source} ({best.matched} of {len(lines)} sample "
+                             f"lines match "
+                             f"the closest preset, {best.name}): pass --log-format with your nginx log_format "
+                             "or Apache LogFormat")
+    return best
+
+
+__all__ = ["detect", "sample_lines", "Detection", "FORMATS"]

@@ -1,0 +1,390 @@
+"""Server error logs (nginx, Apache httpd 2.2 and 2.4) -> one row per entry.
+
+What the servers write (from their source, which is the only documentation):
+
+nginx (``ngx_log_error_core`` + the module's log handler)::
+
+    2024/01/15 10:30:45 [error] 1234#1234: *5678 <message>[ (<errno>: <strerror>)][ while <action>]
+        , client: <addr>, server: <name>, request: "<line>", subrequest: "<uri>",
+        upstream: "<url>", host: "<Host>", referrer: "<Referer>"
+
+  The time is the server's local time without a zone. ``*cid`` is absent outside a
+  connection (``[notice] 1#1: signal process started``). The key-value tail is
+  appended by ngx_http_log_error (http), ngx_stream_log_error (``, udp client:``,
+  ``bytes from/to ...``) or ngx_mail_log_error (``using starttls``, ``login:``), in
+  that fixed order, with values written raw: nothing is escaped, so a quoted value
+  may itself contain ``"`` or ``, client: ``. The tail is parsed from the right (the
+  rightmost ``, client: <address>`` after which the rest of the line is a well-formed
+  tail) because the message before it routinely quotes paths and headers. A line is
+  cut at NGX_MAX_ERROR_STR (2048 bytes), so the last value may lack its quote or the
+  last key may be cut short. Messages may span lines (``FastCGI sent in stderr:
+  "PHP message: ...`` keeps the stderr newlines); the tail then ends the entry's last
+  line. Lines without a timestamp after a complete entry (output that shares the file,
+  e.g. nginx's own stderr) are kept in the message, after the text before the tail.
+
+Apache httpd 2.4 (``do_errorlog_default``, i.e. no ErrorLogFormat configured)::
+
+    [Fri Sep 09 10:42:29.902022 2011] [core:error] [pid 35708:tid 4328636416]
+        [<file>(<line>): ][(<status>)<strerror>: ][client 72.15.99.187:53140] <message>[, referer: <Referer>]
+
+  ``[remote ip:port]`` replaces ``[client ...]`` when the connection has no scoreboard
+  handle (proxy backends, some HTTP/2 streams); it is treated like a client address.
+  IPv6 addresses are printed bare before the port (``[client 2001:db8::1:53140]``);
+  ``[client [2001:db8::1]:53140]`` is accepted too. ``:tid`` is absent under prefork.
+
+Apache httpd 2.2 (``log_error_core``)::
+
+    [Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] [(<status>)<strerror>: ]<message>[, referer: ...]
+
+  No module, no pid, no microseconds, and the client address has no port.
+
+Apache escapes control characters in messages, so an Apache entry is one line of its
+own; lines that follow it without a timestamp are other output written straight to
+the log (CGI stderr under 2.2, PHP fatal errors, stack traces) and are appended to
+the message. Values are kept as logged: nginx's raw bytes and Apache's ``\\xHH``
+escapes are not decoded (bytes that are not UTF-8 become U+FFFD).
+
+Time zone: both servers write local wall-clock time without an offset, so
+``parse_error_chunk`` takes the zone (``tz``, default UTC). Wall times that occur
+twice when clocks go back resolve to the first occurrence (``fold=0``).
+
+Privacy: the client address comes out in ``_client_ip`` for the caller to
+pseudonymize and drop; messages can still hold addresses (ModSecurity's own
+``[client ...]``, ``upstream`` URLs) and must be scrubbed like rejects. nginx mail
+``login:`` values are parsed away and never returned.
+"""
+from __future__ import annotations
+
+import calendar
+import ipaddress
+import re
+from datetime import datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pyarrow as pa
+
+from accesslog.errors import AccesslogError
+from transforms.chunks import LogChunk
+
+KINDS = ("nginx_error", "apache_error")
+SYSLOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
+APACHE_LEVELS = SYSLOG_LEVELS + tuple(f"trace{i}" for i in range(1, 9))
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+# What parse_error_chunk returns, one value per entry. `_client_ip` is raw personal
+# data for the caller to pseudonymize and drop; `lines` counts an entry's physical lines.
+# The caller adds `source`. nginx's `subrequest:` and mail `login:` values are parsed
+# away and not returned (the login is personal data; neither is in the errors table).
+ERROR_ENTRY_FIELDS = pa.schema([
+    ("logged_at", TIMESTAMP), ("level", pa.string()), ("message", pa.string()),
+    ("_client_ip", pa.string()), ("server", pa.string()), ("host", pa.string()),
+    ("request", pa.string()), ("upstream", pa.string()), ("referrer", pa.string()),
+    ("connection_id", pa.int64()), ("pid", pa.int64()), ("tid", pa.int64()),
+    ("module", pa.string()), ("source_line", pa.int64()), ("lines", pa.int32()),
+])
+
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                                       "Nov", "Dec"), start=1)}
+_INT64_MAX = (1 << 63) - 1
+
+# -- line shapes ------------------------------------------------------------------------------
+
+_NGINX_ENTRY = re.compile(
+    r"(?P<time>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[(?P<level>" + "|".join(SYSLOG_LEVELS) + r")\] "
+    r"(?P<pid>\d+)#(?P<tid>\d+):(?: |$)(?:\*(?P<cid>\d+) )?")
+# Starts like an nginx entry but is not one (unknown level, no pid): rejected, not a continuation.
+_NGINX_LOOKALIKE = re.compile(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w*\]")
+
+_APACHE_TIME = (r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:" + "|".join(_MONTHS) + r") [ \d]\d "
+                r"\d\d:\d\d:\d\d(?:\.\d{1,6})? \d{4}")
+_APACHE_ENTRY = re.compile(
+    r"\[(?P<time>" + _APACHE_TIME + r")\] "
+    r"\[(?:(?P<module>[^\s:\]]*):)?(?P<level>" + "|".join(APACHE_LEVELS) + r")\]"
+    r"(?: \[pid (?P<pid>\d+)(?::tid (?P<tid>\d+))?\])?(?: |$)")
+_APACHE_LOOKALIKE = re.compile(r"\[" + _APACHE_TIME + r"\] \[")
+
+# After the bracketed prefix: optional source location (debug and trace levels), optional
+# APR status, then the client. 2.2 writes the client before the status; 2.4 after.
+_APACHE_CLIENT = re.compile(
+    r"(?P<before>(?:[^\s()\[\]]+\(\d+\): )?(?:\((?:EAI |OS |os 0x)?-?[0-9a-fA-F]+\)[^\[\]]*?: )?)"
+    r"\[(?:client|remote) (?P<addr>\[[^\]]*\](?::\d+)?|[^\s\]]*)\] ")
+
+# The tail that nginx's http, stream and mail log handlers append, in their order.
+# Quoted values never hold a newline (request line and headers cannot); a line cut at
+# NGX_MAX_ERROR_STR can end inside one.
+_QUOTED = r'"(?P<{0}>[^\n]*?)(?:"|(?=\n)|\Z)'
+_NGINX_TAIL = re.compile(
+    r", (?:udp )?client: (?P<client>[0-9A-Fa-f:.]+|unix:[^\s,\"]*)(?: using starttls)?"
+    r"(?:, server: (?P<server>[^\s\"]*?))?"
+    r"(?:, request: " + _QUOTED.format("request") + r")?"
+    r"(?:, subrequest: " + _QUOTED.format("subrequest") + r")?"
+    r"(?:, login: " + _QUOTED.format("login") + r")?"
+    r"(?:, upstream: (?:" + _QUOTED.format("upstream") + r"|(?P<upstream_bare>[^\s,\"]+)))?"
+    r"(?:, bytes from/to client:\d+/\d+, bytes from/to upstream:\d+/\d+)?"
+    r"(?:, host: " + _QUOTED.format("host") + r")?"
+    r"(?:, referrer: " + _QUOTED.format("referrer") + r")?"
+    r"(?:, [a-z]*(?::(?: )?)?)?"       # a key cut off at NGX_MAX_ERROR_STR
+    r"(?=\n|\Z)")
+_NGINX_TAIL_START = re.compile(r", (?:udp )?client: ")
+# Each rejected candidate costs a scan of the rest of the entry; messages rarely quote more.
+_MAX_TAIL_CANDIDATES = 8
+
+_ENTRY = {"nginx_error": _NGINX_ENTRY, "apache_error": _APACHE_ENTRY}
+_LOOKALIKE = {"nginx_error": _NGINX_LOOKALIKE, "apache_error": _APACHE_LOOKALIKE}
+_NAMES = {"nginx_error": "nginx error log", "apache_error": "Apache error log"}
+
+
+# -- public API --------------------------------------------------------------------------------
+
+
+def detect_error_log(first_lines: list[str]) -> str | None:
+    """Which error log the first lines of an input are: "nginx_error", "apache_error" or None.
+
+    A kind wins when its entries outnumber the other's and either the first non-empty
+    line is one of its entries or its entries are at least half the non-empty lines
+    (the rest being continuation lines such as stack traces).
+    """
+    lines = [line.lstrip("\ufeff").rstrip("\r\n") for line in first_lines]
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        return None
+    counts = {kind: sum(1 for line in lines if _ENTRY[kind].match(line)) for kind in KINDS}
+    kind = max(KINDS, key=counts.__getitem__)
+    other = counts[KINDS[1 - KINDS.index(kind)]]
+    if counts[kind] == 0 or counts[kind] <= other:
+        return None
+    if _ENTRY[kind].match(lines[0]) or 2 * counts[kind] >= len(lines):
+        return kind
+    return None
+
+
+def resolve_tz(tz: tzinfo | timedelta | str | None) -> tzinfo:
+    """The zone error-log times are in: a tzinfo, an offset (timedelta), "+01:00"/"-0500",
+    "UTC" or an IANA name ("Europe/Berlin"); None means UTC."""
+    if tz is None:
+        return timezone.utc
+    if isinstance(tz, tzinfo):
+        return tz
+    if isinstance(tz, timedelta):
+        return timezone(tz)
+    text = str(tz).strip()
+    if text.upper() in ("UTC", "Z", "GMT"):
+        return timezone.utc
+    m = re.fullmatch(r"([+-])(\d\d):?(\d\d)", text)
+    if m:
+        minutes = int(m[2]) * 60 + int(m[3])
+        if minutes < 24 * 60:
+            return timezone(timedelta(minutes=-minutes if m[1] == "-" else minutes))
+    else:
+        try:
+            return ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    raise AccesslogError(f"unknown time zone {text!r} for the error log: give an IANA name such as "
+                         "'Europe/Berlin', an offset such as '+01:00', or 'UTC'")
+
+
+def parse_error_chunk(kind: str, chunk: LogChunk, tz: tzinfo | timedelta | str | None = None
+                      ) -> tuple[dict[str, pa.Array], list[tuple[int, str]]]:
+    """Parse one chunk of an nginx or Apache error log.
+
+    `kind` is "nginx_error" or "apache_error" (see detect_error_log). `tz` is the zone
+    of the server's local time the log is written in (default UTC; see resolve_tz).
+
+    Returns (columns, rejects). `columns` maps each name of ERROR_ENTRY_FIELDS to an
+    Arrow array with one value per entry, in file order; an entry is a line that
+    starts like one plus the continuation lines after it. `rejects` lists
+    (0-based line index in the chunk, reason) for every other line, sorted. Every line
+    is accounted for: sum(columns["lines"]) + len(rejects) == lines in the chunk.
+    """
+    if kind not in _ENTRY:
+        raise ValueError(f"unknown error log kind {kind!r}: expected one of {', '.join(KINDS)}")
+    zone = resolve_tz(tz)
+    lines = _split_lines(chunk.data, strip_bom=chunk.first_line == 1)
+    entries, rejects = _group_entries(kind, lines, zone, chunk.first_line)
+    parse_entry = _nginx_entry if kind == "nginx_error" else _apache_entry
+    rows = [parse_entry(match, lines, first, extra) for first, match, extra, _ in entries]
+    columns = {name: [row.get(name) for row in rows] for name in ERROR_ENTRY_FIELDS.names
+               if name not in ("logged_at", "source_line", "lines")}
+    columns["logged_at"] = [us for _, _, _, us in entries]
+    columns["source_line"] = [chunk.first_line + first for first, _, _, _ in entries]
+    columns["lines"] = [1 + len(extra) for _, _, extra, _ in entries]
+    arrays = {f.name: pa.array(columns[f.name], f.type) for f in ERROR_ENTRY_FIELDS}
+    return arrays, rejects
+
+
+# -- lines and entries -------------------------------------------------------------------------
+
+
+def _split_lines(data: bytes, strip_bom: bool) -> list[str]:
+    """Physical lines as parse.py counts them (split on LF only), CR of CRLF removed."""
+    text = data.decode("utf-8", "replace")
+    if strip_bom and text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if text.endswith("\n") or not text:
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _group_entries(kind: str, lines: list[str], zone: tzinfo, first_line: int):
+    """-> ([(first index, header match, continuation indexes, µs UTC)], rejects).
+
+    Blank lines inside an entry (followed by more of it) belong to it; blank lines
+    before a new entry or at the end of the chunk are rejected as empty.
+    """
+    entry_re, lookalike_re = _ENTRY[kind], _LOOKALIKE[kind]
+    clock = _nginx_us if kind == "nginx_error" else _apache_us
+    times: dict[str, int | None] = {}
+    entries: list[tuple[int, re.Match, list[int], int]] = []
+    rejects: list[tuple[int, str]] = []
+    current: tuple[int, re.Match, list[int], int] | None = None
+    orphan = ("continuation of an entry that starts in the previous chunk" if first_line > 1
+              else f"line before the first entry of the {_NAMES[kind]}")
+    blanks: list[int] = []
+
+    def reject_blanks():
+        rejects.extend((b, "empty line") for b in blanks)
+        blanks.clear()
+
+    for i, line in enumerate(lines):
+        if not line.strip():
+            blanks.append(i)
+            continue
+        match = entry_re.match(line)
+        if match or lookalike_re.match(line):
+            reject_blanks()
+            current = None
+            us = None
+            if match:
+                stamp = match["time"]
+                us = times[stamp] if stamp in times else times.setdefault(stamp, clock(stamp, zone))
+            if us is None:
+                rejects.append((i, "invalid timestamp" if match else f"malformed {_NAMES[kind]} entry"))
+                orphan = "continuation of a rejected entry"
+            else:
+                current = (i, match, [], us)
+                entries.append(current)
+            continue
+        if current is None:
+            reject_blanks()
+            rejects.append((i, orphan))
+        else:
+            current[2].extend(blanks)
+            blanks.clear()
+            current[2].append(i)
+    reject_blanks()
+    rejects.sort()
+    return entries, rejects
+
+
+def _message(first: str, lines: list[str], extra: list[int]) -> str:
+    return "\n".join([first] + [lines[j] for j in extra]) if extra else first
+
+
+def _nginx_entry(match: re.Match, lines: list[str], first: int, extra: list[int]) -> dict:
+    line = lines[first]
+    text = _message(line[match.end():], lines, extra)
+    row = {"level": match["level"], "pid": _int64(match["pid"]), "tid": _int64(match["tid"]),
+           "connection_id": _int64(match["cid"])}
+    tail = _nginx_tail(text)
+    if tail is None:
+        row["message"] = text
+        return row
+    # The tail ends its physical line; lines after it are stderr output nginx shares the file with.
+    row["message"] = text[:tail.start()] + text[tail.end():]
+    row["_client_ip"] = tail["client"]
+    row["server"] = tail["server"] or None          # `server_name "";` logs an empty name
+    row["request"] = tail["request"]
+    row["upstream"] = tail["upstream"] if tail["upstream"] is not None else tail["upstream_bare"]
+    row["referrer"] = tail["referrer"]
+    row["host"] = tail["host"] or row["server"]      # no Host header: the server block's name
+    return row
+
+
+def _nginx_tail(text: str) -> re.Match | None:
+    """The rightmost `, client: ...` after which the rest of its line is a valid tail."""
+    if ", client: " not in text and ", udp client: " not in text:
+        return None
+    starts = [m.start() for m in _NGINX_TAIL_START.finditer(text)]
+    for pos in reversed(starts[-_MAX_TAIL_CANDIDATES:]):
+        tail = _NGINX_TAIL.match(text, pos)
+        if tail:
+            return tail
+    return None
+
+
+def _apache_entry(match: re.Match, lines: list[str], first: int, extra: list[int]) -> dict:
+    rest = lines[first][match.end():]
+    version24 = match["pid"] is not None or match["module"] is not None
+    module = match["module"]
+    row = {"level": match["level"], "pid": _int64(match["pid"]), "tid": _int64(match["tid"]),
+           "module": module if module not in ("", "-") else None}
+    client = _APACHE_CLIENT.match(rest)
+    if client:
+        row["_client_ip"] = _apache_address(client["addr"], version24)
+        rest = client["before"] + rest[client.end():]
+        # Only a request has a Referer; the header is last, and a browser's referrer has
+        # its spaces percent-encoded, so the rightmost ", referer: " is the real one.
+        cut = rest.rfind(", referer: ")
+        if cut >= 0:
+            row["referrer"] = rest[cut + len(", referer: "):]
+            rest = rest[:cut]
+    row["message"] = _message(rest, lines, extra)
+    return row
+
+
+@lru_cache(maxsize=4096)
+def _apache_address(addr: str, with_port: bool) -> str | None:
+    """'[client ...]' value -> the address: 2.4 appends ':port' (IPv6 unbracketed), 2.2 does not."""
+    if addr.startswith("["):
+        return addr[1:addr.index("]")] or None
+    if with_port:
+        host, sep, port = addr.rpartition(":")
+        if sep and port.isdigit() and _is_ip(host):
+            return host
+    return addr or None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _int64(text: str | None) -> int | None:
+    if text is None:
+        return None
+    value = int(text)
+    return value if value <= _INT64_MAX else None
+
+
+# -- time --------------------------------------------------------------------------------------
+
+
+def _nginx_us(stamp: str, zone: tzinfo) -> int | None:
+    """'2024/01/15 10:30:45' (local time in `zone`) -> µs since the epoch, UTC."""
+    return _local_us(int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10]), int(stamp[11:13]),
+                     int(stamp[14:16]), int(stamp[17:19]), 0, zone)
+
+
+def _apache_us(stamp: str, zone: tzinfo) -> int | None:
+    """'Fri Sep 09 10:42:29.902022 2011' or 'Wed Oct 11 14:32:52 2000' -> µs since the epoch, UTC."""
+    _, month, day, clock, year = stamp.split()
+    hms, _, frac = clock.partition(".")
+    h, mi, s = hms.split(":")
+    return _local_us(int(year), _MONTHS[month], int(day), int(h), int(mi), int(s),
+                     int((frac + "00000")[:6]) if frac else 0, zone)
+
+
+def _local_us(y: int, mo: int, d: int, h: int, mi: int, s: int, us: int, zone: tzinfo) -> int | None:
+    try:
+        offset = datetime(y, mo, d, h, mi, s, tzinfo=zone).utcoffset()
+    except ValueError:
+        return None   # no such date or time (31 Feb, 25:00, leap second)
+    seconds = calendar.timegm((y, mo, d, h, mi, s)) - int(offset.total_seconds())
+    return seconds * 1_000_000 + us
+
