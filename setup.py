@@ -20,7 +20,7 @@ setup(
         "ua-parser>=1.0,<2",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "ruff>=0.6,<1"],
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6,<1"],
     },
     entry_points={"console_scripts": ["accesslog=accesslog.cli:main"]},
 )

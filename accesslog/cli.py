@@ -6,6 +6,7 @@ A user error (AccesslogError) prints one line and exits 2; a failed input exits 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -67,8 +68,48 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parse(args: argparse.Namespace) -> int:
+    from accesslog.keystore import Keystore
+    from accesslog.preview import dumps, format_for, preview, throwaway_keystore
+    from pipelines.batch import identify_inputs, parse_zone
+    from transforms.fields import parse_trusted_proxies
+    from transforms.scrub import Scrubber, parse_secret_params
+
+    spec = args.log_format_name if args.nginx_conf and args.log_format_name else args.log_format
+    if spec != "auto":
+        resolve = format_for(None, spec, nginx_conf=args.nginx_conf, field_map=args.field_map)
+    if args.explain and spec != "auto":
+        for item in resolve.explain():
+            print(dumps(item))
+        return 0
+    keys = args.keys or os.environ.get("ACCESSLOG_KEYS") or os.environ.get("ACCESSLOG_MASTER_KEY")
+    if keys:
+        keystore = Keystore.from_options(args.keys, args.key_period)
+    else:
+        keystore = throwaway_keystore()
+        print("accesslog: no --keys: pseudonyms come from a throwaway key and will not match your warehouse",
+              file=sys.stderr)
+    inputs, temp = identify_inputs([args.input], None)
+    options = {"zone": parse_zone(args.timezone), "trusted_proxies": parse_trusted_proxies(args.trusted_proxies)}
+    try:
+        for log_input in inputs:
+            fmt = resolve if spec != "auto" else format_for(log_input, "auto", field_map=args.field_map)
+            fmt = dataclasses.replace(fmt, options={**fmt.options, **options})
+            if args.explain:
+                for item in fmt.explain():
+                    print(dumps(item))
+                continue
+            for item in preview(log_input, fmt, keystore, Scrubber(parse_secret_params(args.secret_params)),
+                                limit=args.limit, keep_nulls=args.all_columns):
+                print(dumps(item))
+    finally:
+        for path in temp:
+            os.unlink(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.options import add_run_arguments
+    from pipelines.options import add_format_arguments, add_run_arguments
 
     parser = argparse.ArgumentParser(
         prog="accesslog",
@@ -88,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
                "--keys ~/.config/accesslog/keys --retention-days 30")
     run.add_argument("inputs", nargs="+", metavar="INPUT", help="log files, globs, or - for stdin")
     add_run_arguments(run)
+
+    parse = sub.add_parser(
+        "parse", help="show how lines parse: one JSON object per line (record or reject reason)",
+        description="Parse a log with the pipeline's own transforms and print one JSON object per input line: "
+                    "the record as the warehouse would store it (pseudonymized, scrubbed) or the reason the line "
+                    "is rejected. Use it to check a --log-format on a few lines.",
+        epilog="example: head -n 10 access.log | accesslog parse --log-format timed_combined -")
+    parse.add_argument("input", nargs="?", default="-", metavar="FILE", help="log file, or - for stdin (default)")
+    add_format_arguments(parse)
+    parse.add_argument("--limit", type=int, default=None, help="only the first N lines")
+    parse.add_argument("--explain", action="store_true",
+                       help="print the compiled field list (variable -> column) instead of parsing")
+    parse.add_argument("--all-columns", action="store_true", help="include columns that are null")
 
     stats = sub.add_parser(
         "stats", help="usage statistics from the warehouse (DuckDB)",
@@ -114,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "stats":
             return cmd_stats(args)
+        if args.command == "parse":
+            return cmd_parse(args)
     except AccesslogError as e:
         print(f"accesslog: error: {e}", file=sys.stderr)
         return 2

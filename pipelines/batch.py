@@ -123,7 +123,8 @@ def identify_inputs(patterns: list[str], warehouse: str) -> tuple[list[LogInput]
     """Paths/globs/'-' -> unique LogInputs (by content) and temp files to delete afterwards."""
     temp: list[str] = []
     described: list[LogInput] = []
-    known = [p for p in wh.previous_inputs(warehouse) if p.get("fingerprint_bytes", 0) < (64 << 10)]
+    known = [p for p in wh.previous_inputs(warehouse) if p.get("fingerprint_bytes", 0) < (64 << 10)] \
+        if warehouse else []
     for path in expand_inputs(patterns):
         if path == "-":
             spooled = _spool_stdin()

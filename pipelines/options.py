@@ -9,6 +9,20 @@ from transforms.chunks import CHUNK_BYTES
 def add_run_arguments(parser) -> None:
     """The flags of a batch run (shared by `accesslog run` and `python -m pipelines.batch`)."""
     parser.add_argument("--warehouse", help="output folder (Parquet partitions, run manifests)")
+    add_format_arguments(parser)
+    parser.add_argument("--retention-days", "--retention_days", dest="retention_days", type=int, default=90,
+                        help="drop (and count as expired) records older than --now minus N days; default 90")
+    parser.add_argument("--now", default=None,
+                        help="ISO time the retention window ends at (default: current time), "
+                             "e.g. 2026-11-26T00:00:00Z")
+    parser.add_argument("--max-reject-ratio", "--max_reject_ratio", dest="max_reject_ratio", type=float,
+                        default=0.5, help="fail an input when more than this share of its lines is rejected")
+    parser.add_argument("--chunk-bytes", "--chunk_bytes", dest="chunk_bytes", type=int, default=CHUNK_BYTES,
+                        help=f"bytes of log per chunk of work (default {CHUNK_BYTES})")
+
+
+def add_format_arguments(parser) -> None:
+    """How to read and pseudonymize lines (shared by `run`, `parse` and the pipelines)."""
     parser.add_argument("--log-format", "--log_format", dest="log_format", default="combined",
                         help="a preset (combined, main, timed_combined, common, vhost_combined, "
                              "combinedio, json, nginx_error, apache_error, auto), an nginx log_format body "
@@ -33,18 +47,9 @@ def add_run_arguments(parser) -> None:
                              "Default: $ACCESSLOG_KEYS")
     parser.add_argument("--key-period", "--key_period", dest="key_period", default="day",
                         choices=("day", "week", "month", "none"), help="how often pseudonym keys rotate")
-    parser.add_argument("--retention-days", "--retention_days", dest="retention_days", type=int, default=90,
-                        help="drop (and count as expired) records older than --now minus N days; default 90")
-    parser.add_argument("--now", default=None,
-                        help="ISO time the retention window ends at (default: current time), "
-                             "e.g. 2026-11-26T00:00:00Z")
-    parser.add_argument("--max-reject-ratio", "--max_reject_ratio", dest="max_reject_ratio", type=float,
-                        default=0.5, help="fail an input when more than this share of its lines is rejected")
     parser.add_argument("--secret-params", "--secret_params", dest="secret_params", default=None,
                         help="comma-separated query parameters whose values are redacted; replaces the "
                              "default list, or adds to it when it starts with '+'")
-    parser.add_argument("--chunk-bytes", "--chunk_bytes", dest="chunk_bytes", type=int, default=CHUNK_BYTES,
-                        help=f"bytes of log per chunk of work (default {CHUNK_BYTES})")
 
 
 class AccessLogOptions(PipelineOptions):
