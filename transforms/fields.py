@@ -69,7 +69,11 @@ def on_uniques(values: pa.Array, fn) -> pa.Array:
     cheaper than running the function over every row. Nulls stay null.
     """
     enc = encoded(values)
-    return with_dictionary(enc.indices, fn(enc.dictionary))
+    result = with_dictionary(enc.indices, fn(enc.dictionary))
+    if pa.types.is_dictionary(result.type) and len(enc.dictionary) * 2 > len(enc):
+        # Mostly distinct values (ids, tokens): a dictionary would only cost the writer.
+        return result.cast(result.type.value_type)
+    return result
 
 
 def map_unique(values: pa.Array, fn, type_: pa.DataType = pa.string()) -> pa.Array:
@@ -109,8 +113,11 @@ def decode_escapes(values: pa.Array, escape: str = "default") -> pa.Array:
     return pc.replace_with_mask(values, has_escape, decoded)
 
 
-def clean_text(values: pa.Array, escape: str = "default") -> pa.Array:
-    """A logged string variable -> its value: escapes decoded, '-' and '' as null."""
+def clean_text(values: pa.Array, escape: str = "default", distinct: bool = False) -> pa.Array:
+    """A logged string variable -> its value: escapes decoded, '-' and '' as null.
+    `distinct`: values are (nearly) all different, e.g. request ids: no dictionary."""
+    if distinct:
+        return dash_to_null(decode_escapes(values, escape))
     return on_uniques(values, lambda uniques: dash_to_null(decode_escapes(uniques, escape)))
 
 
@@ -435,7 +442,7 @@ def build_records(fields: dict[str, pa.Array], n: int,
     for column, var in (("referrer", "http_referer"), ("user_agent", "http_user_agent"),
                         ("upstream_status", "upstream_status"), ("upstream_addr", "upstream_addr"),
                         ("scheme", "scheme"), ("request_id", "request_id"), ("tls_protocol", "ssl_protocol")):
-        out[column] = text(fields[var]) if var in fields else null_str
+        out[column] = text(fields[var], distinct=var == "request_id") if var in fields else null_str
     _, host = _first(fields, ("host", "server_name", "http_host"))
     out["host"] = text(host) if host is not None else null_str
     out["language"] = (map_unique(fields["http_accept_language"],
