@@ -136,7 +136,9 @@ def test_status_conditions_and_redirect_modifiers():
     assert only_var("%!200,304,302{Referer}i") == "http_referer"
     assert only_var("%!200>s") == "status"
     assert only_var("%<u") == "remote_user"
-    assert variables("%<s %>s %s") == ["original_status", "status", "status"]
+    # With %>s present, a plain %s is the original request's status (mod_log_config docs).
+    assert variables("%<s %>s %s") == ["original_status", "status", "original_status"]
+    assert variables("%h %s") == ["remote_addr", "status"]
 
 
 def test_trailer_directive_followed_by_text():

@@ -95,6 +95,7 @@ class _Directive:
     letter: str
     param: str | None
     original: bool        # '<' given: the original request of an internal redirect
+    final: bool = False   # '>' given: the final request
 
 
 @dataclass(frozen=True)
@@ -186,11 +187,12 @@ def _conf_quotes(fmt: str) -> tuple[int, int]:
 
 def _directive(fmt: str, pos: int, stop: int) -> _Directive:
     """Parse one directive starting at the '%' at ``pos`` (httpd accepts modifiers in any order)."""
-    j, param, original = pos + 1, None, False
+    j, param, original, final = pos + 1, None, False, False
     while j < stop:
         ch = fmt[j]
         if ch in "!<>,":
             original = ch == "<" if ch in "<>" else original
+            final = ch == ">" if ch in "<>" else final
             j += 1
         elif ch.isdigit():
             while j < stop and fmt[j].isdigit():
@@ -203,7 +205,7 @@ def _directive(fmt: str, pos: int, stop: int) -> _Directive:
             param, j = fmt[j + 1:close], close + 1
         else:
             letter = fmt[j:j + 3] if fmt[j:j + 3] in ("^ti", "^to") else ch
-            return _Directive(pos, j + len(letter), letter, param, original)
+            return _Directive(pos, j + len(letter), letter, param, original, final)
     if j == pos + 1:
         _fail(fmt, pos, f"a lone '%' at position {pos + 1} (1-based) ends the Apache LogFormat: "
               "write '%%' for a literal percent sign")
@@ -220,6 +222,8 @@ def _build(fmt: str, items: list[str | _Directive]) -> ApacheFormat:
     role = "responded" if roles == {"responded"} else "received"
     segments: list[tuple[str, str]] = []
     time_formats: dict[str | None, int] = {}
+    # With %>s present, a plain %s is the status of the original request (mod_log_config).
+    has_final = any(isinstance(it, _Directive) and it.letter == "s" and it.final for it in items)
     i = 0
     while i < len(items):
         it = items[i]
@@ -227,7 +231,10 @@ def _build(fmt: str, items: list[str | _Directive]) -> ApacheFormat:
             _lit(segments, it)
             i += 1
         elif isinstance(it, _Directive):
-            segments.append(("var", _field(fmt, it)))
+            name = _field(fmt, it)
+            if name == "status" and has_final and not it.final:
+                name = "original_status"
+            segments.append(("var", name))
             i += 1
         else:
             prefix = "time_received" if it.role == role else "time_" + it.role

@@ -26,7 +26,7 @@ from transforms.timeparse import parse_times
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 _ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})")
 _BACKSLASH = re.compile(rb"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|.)", re.DOTALL)
-_SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"b": b"\b", b"f": b"\f", b'"': b'"',
+_SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"b": b"\b", b"f": b"\f", b"v": b"\v", b'"': b'"',
                    b"\\": b"\\", b"/": b"/"}
 # A request line is "METHOD target HTTP/x.y"; HTTP/0.9 lines have no protocol, and
 # some clients send spaces in the target. The strict pattern is one-pass for RE2
@@ -116,9 +116,11 @@ def decode_escapes(values: pa.Array, escape: str = "default") -> pa.Array:
 def clean_text(values: pa.Array, escape: str = "default", distinct: bool = False) -> pa.Array:
     """A logged string variable -> its value: escapes decoded, '-' and '' as null.
     `distinct`: values are (nearly) all different, e.g. request ids: no dictionary."""
-    if distinct:
-        return dash_to_null(decode_escapes(values, escape))
-    return on_uniques(values, lambda uniques: dash_to_null(decode_escapes(uniques, escape)))
+    def clean(v: pa.Array) -> pa.Array:
+        if escape == "apache":   # an empty %u is logged as "" (a value of two quotes is \"\")
+            v = pc.if_else(pc.equal(v, '""'), pa.scalar("", pa.string()), v)
+        return dash_to_null(decode_escapes(v, escape))
+    return clean(values) if distinct else on_uniques(values, clean)
 
 
 def dash_to_null(values: pa.Array) -> pa.Array:
@@ -192,10 +194,14 @@ def realip(pair: str, trusted: tuple) -> str:
     the first address that is not a trusted proxy. All trusted: the left-most."""
     forwarded, _, peer = pair.rpartition("\n")
     chain = [a.strip() for a in forwarded.split(",") if a.strip() and a.strip() != "-"] + [peer]
+    previous = peer
     for address in reversed(chain):
         ip = normalize_ip(address)
-        if ip is None or not any(ipaddress.ip_address(ip) in net for net in trusted):
+        if ip is None:   # not an address: realip stops at the last good one
+            return previous
+        if not any(ipaddress.ip_address(ip) in net for net in trusted):
             return address
+        previous = address
     return chain[0]
 
 
@@ -317,7 +323,9 @@ CONSUMED = {
     "http_x_forwarded_for": "client_id (with --trusted-proxies)", "remote_user": "user_id",
     "time_local": "responded_at", "time_iso8601": "responded_at", "msec": "responded_at",
     "time_received": "received_at", "time_received_sec": "received_at", "time_received_msec": "received_at",
-    "time_received_usec": "received_at", "request": "method, url_path, url_query, protocol",
+    "time_received_usec": "received_at", "time_responded": "responded_at", "time_responded_sec": "responded_at",
+    "time_responded_msec": "responded_at", "time_responded_usec": "responded_at",
+    "request": "method, url_path, url_query, protocol",
     "request_method": "method", "request_uri": "url_path, url_query", "uri": "url_path", "args": "url_query",
     "query_string": "url_query", "query_string_apache": "url_query", "server_protocol": "protocol",
     "status": "status", "body_bytes_sent": "bytes_sent", "body_bytes_clf": "bytes_sent",
@@ -329,7 +337,7 @@ CONSUMED = {
     "scheme": "scheme", "request_id": "request_id", "connection": "connection_id",
     "ssl_protocol": "tls_protocol",
 }
-DROPPED = {"ident", "remote_port", "server_addr", "server_port", "pid", "tid", "original_status"}
+DROPPED = {"ident", "remote_port", "server_addr", "server_port", "pid", "tid", "original_status", "is_args"}
 
 
 def field_target(var: str) -> str:
@@ -343,8 +351,11 @@ def field_target(var: str) -> str:
 
 def _times(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: dict) -> None:
     """received_at, responded_at and duration_ms, by the format's time semantics."""
-    var = next(v for v in ("time_local", "time_iso8601", "msec", "time_received", "time_received_usec",
+    # $msec first: the same instant as $time_local, with milliseconds.
+    var = next(v for v in ("msec", "time_local", "time_iso8601", "time_received", "time_received_usec",
                            "time_received_msec", "time_received_sec") if v in fields)
+    end_var = next((v for v in ("time_responded_usec", "time_responded_msec", "time_responded_sec",
+                                "time_responded") if v in fields), None)
     logged = parse_times(fields[var], var, opts.time_format if var == "time_received" else None, opts.zone)
     rejects.add(pc.is_null(logged), f"invalid ${var}" if opts.escape != "apache" else f"invalid time ({var})")
     duration_ms = pa.nulls(n, pa.float64())
@@ -357,7 +368,11 @@ def _times(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: dic
             duration_ms = pc.round(pc.multiply(value, to_ms), 3)
             break
     duration_us = pc.fill_null(pc.cast(pc.round(pc.multiply(duration_ms, 1000.0)), pa.int64()), 0)
-    if opts.time_role == "received":   # Apache %t: the request arrived then
+    if end_var is not None:            # Apache %t ... %{end:...}t: both ends logged
+        ended = parse_times(fields[end_var], end_var.replace("responded", "received"), None, opts.zone)
+        rejects.add(pc.is_null(ended), f"invalid time ({end_var})")
+        received, responded = logged, ended
+    elif opts.time_role == "received":   # Apache %t: the request arrived then
         received, responded = logged, pc.add(logged, duration_us)
     else:                              # nginx: written when the response was sent
         received, responded = pc.subtract(logged, duration_us), logged
@@ -377,10 +392,10 @@ def _request(fields: dict, n: int, opts: FieldOptions, out: dict) -> None:
     out["protocol"] = text(fields["server_protocol"]) if "server_protocol" in fields else null_str
     if "request_uri" in fields:   # path?args as sent
         target = text(fields["request_uri"])
-        has_query = pc.fill_null(pc.match_substring(target, "?"), False)
         out["url_path"] = on_uniques(target, lambda u: pc.replace_substring_regex(u, r"\?.*$", ""))
-        query = on_uniques(target, lambda u: pc.replace_substring_regex(u, r"^[^?]*\?", ""))
-        out["url_query"] = pc.if_else(has_query, query, pa.scalar(None, pa.string()))
+        out["url_query"] = on_uniques(target, lambda u: pc.if_else(
+            pc.match_substring(u, "?"), pc.replace_substring_regex(u, r"^[^?]*\?", ""),
+            pa.scalar(None, pa.string())))
         return
     out["url_path"] = text(fields["uri"]) if "uri" in fields else null_str
     query_var, query = _first(fields, ("args", "query_string", "query_string_apache"))
@@ -453,6 +468,8 @@ def build_records(fields: dict[str, pa.Array], n: int,
     _client(fields, n, opts, rejects, out)
     out["_remote_user"] = text(fields["remote_user"]) if "remote_user" in fields else null_str
     for var, values in fields.items():
-        if var not in CONSUMED and var not in DROPPED:
+        if var == "connection_status":   # Apache %X: '-' means "closed after the response", not "none"
+            out["_x_" + var] = pc.cast(values, pa.string())
+        elif var not in CONSUMED and var not in DROPPED:
             out["_x_" + var.removeprefix("extra:")] = text(values)
     return out, rejects.reason

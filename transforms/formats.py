@@ -72,6 +72,13 @@ VARIABLES: dict[str, Variable] = {
     "time_received_sec": Variable(r"\S+"),
     "time_received_msec": Variable(r"\S+"),
     "time_received_usec": Variable(r"\S+"),
+    "time_responded_sec": Variable(r"\S+"),
+    "time_responded_msec": Variable(r"\S+"),
+    "time_responded_usec": Variable(r"\S+"),
+    "query_string_apache": Variable(r"(?:\?\S*)?"),   # Apache %q: '' or '?...', often right after %U
+    # $uri$is_args$args: the path has no '?', $is_args is '?' or ''.
+    "uri": Variable(r"[^?\s]*"),
+    "is_args": Variable(r"\??"),
 }
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 # How a quoted value is matched, by escaping mode: nginx's default escapes '"' as
@@ -235,7 +242,7 @@ def _token_column(token: list[tuple[str, str]], spaces: dict[str, int]) -> Colum
         if kind == "lit":
             parts.append(re.escape(t))
         else:  # RE2 (Arrow) needs named groups for extract_regex
-            parts.append(f"(?P<g{n}>.*?)")
+            parts.append(f"(?P<g{n}>{VARIABLES.get(t, Variable()).pattern})")
             n += 1
     parts.append("$")
     return Column(regex="".join(parts), group_vars=tuple(variables), width=width)

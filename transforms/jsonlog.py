@@ -104,7 +104,7 @@ _DEFAULT_KEYS = {
     "scheme": ("scheme", "RequestScheme", "url.scheme"),
     "request_id": ("request_id", "requestid", "request.headers.X-Request-Id", "request_X-Request-Id"),
     "connection": ("connection",),
-    "ssl_protocol": ("ssl_protocol", "TLSVersion", "tls_version"),
+    "ssl_protocol": ("ssl_protocol", "TLSVersion", "tls_version", "request.tls.version"),
 }
 DEFAULT_FIELD_MAP: dict[str, str] = {key: field for field, keys in _DEFAULT_KEYS.items() for key in keys}
 
@@ -229,9 +229,15 @@ def _timestamp(value, scale: int = 0) -> tuple[str, str] | None:
     return _UNRECOGNIZED
 
 
+_TLS_CODES = {"769": "TLSv1", "770": "TLSv1.1", "771": "TLSv1.2", "772": "TLSv1.3"}
+
+
 def _tls_protocol(value, scale: int = 0) -> str | None:
-    """Traefik's TLSVersion '1.3' -> 'TLSv1.3', as nginx's $ssl_protocol reads."""
+    """Traefik's TLSVersion '1.3' / Caddy's request.tls.version 772 (0x0304) -> 'TLSv1.3',
+    as nginx's $ssl_protocol reads."""
     text = _text(value)
+    if text in _TLS_CODES:
+        return _TLS_CODES[text]
     return f"TLSv{text}" if text in ("1.0", "1.1", "1.2", "1.3") else text
 
 
