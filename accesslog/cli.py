@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Logs are personal data (policy 4.1): everything accesslog creates is private to its owner.
+    os.umask(0o077)
     _quiet_beam()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -61,6 +61,10 @@ class RunConfig:
     field_map: str | None = None
     trusted_proxies: str | None = None
     timezone: str = "UTC"
+    ip_mode: str = "hmac"
+    geoip_db: list[str] | None = None
+    geo_detail: str = "country"
+    apply_retention: bool = False
     beam_args: list[str] = field(default_factory=list)
 
     @classmethod

@@ -19,6 +19,9 @@ def add_run_arguments(parser) -> None:
                         default=0.5, help="fail an input when more than this share of its lines is rejected")
     parser.add_argument("--chunk-bytes", "--chunk_bytes", dest="chunk_bytes", type=int, default=CHUNK_BYTES,
                         help=f"bytes of log per chunk of work (default {CHUNK_BYTES})")
+    parser.add_argument("--apply-retention", "--apply_retention", dest="apply_retention", action="store_true",
+                        help="after writing, delete warehouse partitions older than --retention-days and shred "
+                             "keys of periods entirely older (as `accesslog retention`)")
 
 
 def add_format_arguments(parser) -> None:
@@ -47,6 +50,15 @@ def add_format_arguments(parser) -> None:
                              "Default: $ACCESSLOG_KEYS")
     parser.add_argument("--key-period", "--key_period", dest="key_period", default="day",
                         choices=("day", "week", "month", "none"), help="how often pseudonym keys rotate")
+    parser.add_argument("--ip-mode", "--ip_mode", dest="ip_mode", default="hmac",
+                        choices=("hmac", "truncate", "cryptopan"),
+                        help="hmac: keyed pseudonym (default); truncate: only the /24 or /48 network; "
+                             "cryptopan: keyed prefix-preserving anonymized address")
+    parser.add_argument("--geoip-db", "--geoip_db", dest="geoip_db", action="append", default=None,
+                        help="MaxMind-format database (GeoLite2/GeoIP2 Country, City, ASN, DB-IP lite); "
+                             "repeatable. Looked up before the IP is dropped")
+    parser.add_argument("--geo-detail", "--geo_detail", dest="geo_detail", default="country",
+                        choices=("country", "city"), help="city: also region and city (needs a City database)")
     parser.add_argument("--secret-params", "--secret_params", dest="secret_params", default=None,
                         help="comma-separated query parameters whose values are redacted; replaces the "
                              "default list, or adds to it when it starts with '+'")

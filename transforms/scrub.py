@@ -30,9 +30,11 @@ DEFAULT_SECRET_PARAMS = (
     "api_key", "apikey", "key", "secret", "client_secret", "session", "sessionid", "session_id",
     "sid", "phpsessid", "jsessionid", "code", "auth", "authorization", "signature", "sig",
     "email", "mail", "otp", "pin", "ssn",
+    # user names travel in URLs too (?user=alice): they are personal data like $remote_user
+    "user", "username", "login", "userid", "user_id", "uname",
 )
 # Matched only as whole names: as suffixes they would hit country_code, sort_key, ...
-EXACT_ONLY = frozenset({"key", "code", "sid", "sig", "pin"})
+EXACT_ONLY = frozenset({"key", "code", "sid", "sig", "pin", "user", "login", "uname"})
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40)(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}", re.IGNORECASE)
 _USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
 _IPV4 = re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])")
