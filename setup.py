@@ -18,9 +18,12 @@ setup(
         "maxminddb>=2.5,<4",
         "numpy>=1.26,<3",
         "ua-parser>=1.0,<2",
+        "cryptography>=41",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6,<1"],
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6,<1", "mmdb-writer>=0.2,<1"],
+        # Rust resolver for ua-parser: ~15x faster per distinct user agent (transforms/enrich.py)
+        "fast": ["ua-parser-rs>=0.1,<1"],
     },
     entry_points={"console_scripts": ["accesslog=accesslog.cli:main"]},
 )

@@ -100,7 +100,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
                     print(dumps(item))
                 continue
             for item in preview(log_input, fmt, keystore, Scrubber(parse_secret_params(args.secret_params)),
-                                limit=args.limit, keep_nulls=args.all_columns):
+                                limit=args.limit, keep_nulls=args.all_columns, ip_mode=args.ip_mode):
                 print(dumps(item))
     finally:
         for path in temp:
@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the compiled field list (variable -> column) instead of parsing")
     parse.add_argument("--all-columns", action="store_true", help="include columns that are null")
 
+    from accesslog import keystore, retention, subject
+    keystore.register(sub)
+    subject.register(sub)
+    retention.register(sub)
+
     stats = sub.add_parser(
         "stats", help="usage statistics from the warehouse (DuckDB)",
         description="Requests per day, status classes, top paths, unique clients per day, bytes and "
@@ -172,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_stats(args)
         if args.command == "parse":
             return cmd_parse(args)
+        if hasattr(args, "func"):
+            return args.func(args)
     except AccesslogError as e:
         print(f"accesslog: error: {e}", file=sys.stderr)
         return 2

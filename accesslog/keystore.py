@@ -2,8 +2,18 @@
 
 A keystore is a JSON file (mode 0600) created on first use. Keys are made
 lazily, one per period (a UTC day by default), under an exclusive file lock so
-that the worker processes of one run agree on every key. Destroying a period's
-key (`shred`) makes that period's pseudonyms unlinkable to any IP.
+that the worker processes of one run agree on every key. A keystore records its
+period when it is created and refuses to be used with another one: the same day
+would otherwise get two keys and a person two unrelated pseudonyms.
+
+Destroying a period's key (`shred`) makes that period's pseudonyms unlinkable to
+any IP. A tombstone {label: {"shredded_at", "id", "created"}} stays behind, so no
+later run recreates a key for that period: `key()` raises KeyShreddedError. In
+practice only periods older than the retention window are shredded (`accesslog
+retention` does it), so the log lines that would need such a key are expired
+anyway; a run that still meets one fails with that error rather than giving old
+lines a fresh, different pseudonym. Shredding removes the secret from the file;
+copies in backups of the keystore must age out too.
 
 For runners whose workers cannot share a file, a master secret from the
 environment (`ACCESSLOG_MASTER_KEY`, ≥ 32 characters) derives the period keys
@@ -12,6 +22,7 @@ Key material is never printed, logged or written under the warehouse.
 """
 from __future__ import annotations
 
+import argparse
 import base64
 import fcntl
 import hashlib
@@ -20,7 +31,7 @@ import json
 import os
 import secrets
 import tempfile
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from accesslog.errors import AccesslogError
@@ -43,6 +54,38 @@ def period_label(day: date, period: str) -> str:
     return "all"
 
 
+def period_bounds(label: str, period: str) -> tuple[date, date]:
+    """First and last UTC day of a key period label ('2026-W47' -> Monday, Sunday).
+
+    The `none` period ('all') spans every day, so it never ends and is never shredded."""
+    try:
+        if period == "day":
+            day = date.fromisoformat(label)
+            return day, day
+        if period == "week":
+            year, week = label.split("-W")
+            monday = date.fromisocalendar(int(year), int(week), 1)
+            return monday, monday + timedelta(days=6)
+        if period == "month":
+            first = date.fromisoformat(label + "-01")
+            following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+            return first, following - timedelta(days=1)
+    except ValueError:
+        raise AccesslogError(f"key label {label!r} is not a {period} period: the keystore is damaged; "
+                             "restore it from backup") from None
+    return date.min, date.max
+
+
+class KeyShreddedError(AccesslogError):
+    """The key of a period was shredded; it is never recreated."""
+
+    def __init__(self, label: str, shredded_at: str):
+        self.label, self.shredded_at = label, shredded_at
+        super().__init__(
+            f"key for period {label} was shredded at {shredded_at}: its records are past retention and can "
+            "no longer be pseudonymized; leave that period's log lines out of the input")
+
+
 def resolve_path(path: str | os.PathLike) -> Path:
     """A keystore path may name the file or a folder holding `keys.json`."""
     p = Path(path).expanduser()
@@ -54,9 +97,11 @@ def resolve_path(path: str | os.PathLike) -> Path:
 class Keystore:
     """Period keys from a keystore file (or derived from a master secret)."""
 
-    def __init__(self, path: str | os.PathLike | None, period: str = "day", master: str | None = None,
-                 outside: Path | None = None):
-        if period not in PERIODS:
+    def __init__(self, path: str | os.PathLike | None, period: str | None = "day", master: str | None = None,
+                 outside: Path | None = None, create: bool = True):
+        """`period` None means the period recorded in the keystore (day for a new one or a
+        master secret). `create` False refuses a missing keystore file instead of making it."""
+        if period is not None and period not in PERIODS:
             raise AccesslogError(f"unknown key period {period!r}: use one of {', '.join(PERIODS)}")
         self.period = period
         self.master = master
@@ -75,24 +120,30 @@ class Keystore:
                 raise AccesslogError(f"keystore {self.path} is inside the warehouse {outside}: keep keys "
                                      "outside (pass --keys with a path outside --warehouse)")
         if self.path is not None:
-            self._check_or_create()
+            self._check_or_create(create)
+        if self.period is None:
+            self.period = "day"
 
     @classmethod
-    def from_options(cls, path: str | None, period: str = "day", outside: Path | None = None) -> "Keystore":
+    def from_options(cls, path: str | None, period: str | None = "day", outside: Path | None = None,
+                     create: bool = True) -> "Keystore":
         """--keys, else $ACCESSLOG_KEYS, else $ACCESSLOG_MASTER_KEY; `outside`: the warehouse."""
         path = path or os.environ.get(KEYS_ENV)
         master = os.environ.get(MASTER_ENV) if not path else None
-        return cls(path, period=period, master=master, outside=outside)
+        return cls(path, period=period, master=master, outside=outside, create=create)
 
     # -- file handling -----------------------------------------------------------------
-    def _check_or_create(self) -> None:
+    def _check_or_create(self, create: bool = True) -> None:
         if self.path.exists():
             mode = self.path.stat().st_mode & 0o777
             if mode & 0o077:
                 raise AccesslogError(f"keystore {self.path} is readable by others (mode {mode:o}): "
                                      f"run `chmod 600 {self.path}`")
-            self._read()
+            self._adopt_period(self._read())
             return
+        if not create:
+            raise AccesslogError(f"keystore {self.path} does not exist: pass the --keys path that "
+                                 "`accesslog run` used")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as e:
@@ -100,8 +151,21 @@ class Keystore:
                                  "pass --keys with a writable path") from None
         with self._locked():
             if not self.path.exists():
+                self.period = self.period or "day"
                 self._write({"format": FORMAT, "period": self.period, "keys": {}, "shredded": {}})
                 self.created = True
+            else:  # another process created it meanwhile
+                self._adopt_period(self._read())
+
+    def _adopt_period(self, doc: dict) -> None:
+        stored = doc.get("period", "day")
+        if self.period is None:
+            self.period = stored
+        elif stored != self.period:
+            # Mixing periods would give one day two keys, and a person two unrelated pseudonyms.
+            raise AccesslogError(f"keystore {self.path} rotates keys per {stored}, not per {self.period}: "
+                                 f"pass --key-period {stored} (a keystore keeps the period it was created "
+                                 "with; use a new --keys path for another period)")
 
     def _locked(self):
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -155,10 +219,12 @@ class Keystore:
             doc = self._read()
             entry = doc["keys"].get(label)
             if entry is None:
+                self._refuse_shredded(doc, label)
                 with self._locked():
-                    doc = self._read()  # another worker may have made it meanwhile
+                    doc = self._read()  # another worker may have made (or shredded) it meanwhile
                     entry = doc["keys"].get(label)
                     if entry is None:
+                        self._refuse_shredded(doc, label)
                         entry = {"id": f"{label}:{secrets.token_hex(4)}",
                                  "secret": base64.b64encode(secrets.token_bytes(32)).decode(),
                                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -169,10 +235,215 @@ class Keystore:
         return result
 
     def key_for_day(self, day: date) -> tuple[str, bytes]:
+        """(key_id, secret) of the period holding `day`; KeyShreddedError if it was shredded."""
         return self.key(period_label(day, self.period))
+
+    @staticmethod
+    def _refuse_shredded(doc: dict, label: str) -> None:
+        tomb = doc.get("shredded", {}).get(label)
+        if tomb is not None:
+            raise KeyShreddedError(label, tomb.get("shredded_at", "an earlier time"))
+
+    def existing_key(self, label: str) -> tuple[str, bytes] | None:
+        """(key_id, secret) of a period if its key exists, else None; never creates one.
+
+        For finding a person's pseudonyms: a period without a key (never used, or shredded)
+        holds no records linkable to anyone."""
+        if label in self._cache:
+            return self._cache[label]
+        if self.path is None:
+            return self.key(label)
+        entry = self._read()["keys"].get(label)
+        if entry is None:
+            return None
+        result = (entry["id"], base64.b64decode(entry["secret"]))
+        self._cache[label] = result
+        return result
+
+    def shredded(self) -> dict[str, str]:
+        """label -> shredded_at (ISO) of every shredded period."""
+        if self.path is None:
+            return {}
+        return {label: tomb.get("shredded_at", "") for label, tomb in self._read().get("shredded", {}).items()}
+
+    def check_window(self, first_day: date) -> None:
+        """Refuse (AccesslogError) when a shredded period has days on or after `first_day`: a run
+        keeping records from `first_day` on (its retention cutoff's UTC day) could meet lines of
+        that period and would need its key. Call before starting a run, where the error can
+        still be reported cleanly (inside a Beam worker it surfaces as a RuntimeError)."""
+        late = [label for label in self.shredded() if period_bounds(label, self.period)[1] >= first_day]
+        if late:
+            last = max(late, key=lambda label: period_bounds(label, self.period)[1])
+            end = period_bounds(last, self.period)[1]
+            raise AccesslogError(f"key period {last} was shredded but this run keeps records from {first_day} "
+                                 f"on: shorten --retention-days so that the window starts after {end}")
+
+    # -- administration (`accesslog keys`) ---------------------------------------------
+    def _require_file(self, action: str) -> None:
+        if self.path is None:
+            raise AccesslogError(f"cannot {action} keys derived from {MASTER_ENV}: they are not stored one by "
+                                 "one; pass --keys PATH for a keystore file (rotate the master secret to "
+                                 "make all its pseudonyms unlinkable)")
+
+    def list(self) -> list[dict]:
+        """Every period of the keystore, oldest first, live and shredded:
+        {label, key_id, created, shredded, shredded_at}. Never the secret."""
+        self._require_file("list")
+        doc = self._read()
+        rows = [{"label": label, "key_id": entry["id"], "created": entry.get("created"),
+                 "shredded": False, "shredded_at": None} for label, entry in doc["keys"].items()]
+        rows += [{"label": label, "key_id": tomb.get("id"), "created": tomb.get("created"),
+                  "shredded": True, "shredded_at": tomb.get("shredded_at")}
+                 for label, tomb in doc.get("shredded", {}).items()]
+        return sorted(rows, key=lambda row: (period_bounds(row["label"], self.period)[0], row["label"]))
+
+    def rotate(self, now: datetime | None = None) -> dict:
+        """Make sure the key of the current period exists (e.g. from cron just after midnight,
+        so workers never race to create it). Returns {label, key_id, created}: created is
+        False when it already existed. KeyShreddedError if the current period was shredded."""
+        self._require_file("rotate")
+        now = now or datetime.now(timezone.utc)
+        label = period_label(now.astimezone(timezone.utc).date(), self.period)
+        existed = label in self._read()["keys"]
+        key_id, _ = self.key(label)
+        return {"label": label, "key_id": key_id, "created": not existed}
+
+    def shred(self, before: date, now: datetime | None = None, dry_run: bool = False) -> list[str]:
+        """Delete the secrets of every period whose last day is before `before` (so shredding
+        before the retention cutoff's day never touches a period that still has kept records).
+        Leaves tombstones; returns the shredded labels, oldest first. `before` may not be
+        after today (UTC): the current period's key is still in use. `dry_run`: only list them."""
+        self._require_file("shred")
+        now = now or datetime.now(timezone.utc)
+        today = now.astimezone(timezone.utc).date()
+        if before > today:
+            raise AccesslogError(f"--before {before} is after today ({today}): it would shred the key of "
+                                 "the current period, which runs are still using; pass a date up to today")
+        with self._locked():
+            doc = self._read()
+            labels = sorted((label for label in doc["keys"] if period_bounds(label, self.period)[1] < before),
+                            key=lambda label: period_bounds(label, self.period)[0])
+            if dry_run or not labels:
+                return labels
+            # When the secret was really destroyed (`now` only decides which periods may go).
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            tombs = doc.setdefault("shredded", {})
+            for label in labels:
+                entry = doc["keys"].pop(label)
+                tombs[label] = {"shredded_at": stamp, "id": entry["id"], "created": entry.get("created")}
+            self._write(doc)
+        for label in labels:
+            self._cache.pop(label, None)
+        return labels
 
     def __getstate__(self):
         # Workers re-read the file; never ship cached secrets around in pickles.
         state = dict(self.__dict__)
         state["_cache"] = {}
         return state
+
+
+# -- CLI: `accesslog keys` ---------------------------------------------------------------
+
+
+def register(subparsers) -> None:
+    """Add `accesslog keys list|rotate|shred` to the CLI's subparsers (each sets func)."""
+    keys = subparsers.add_parser(
+        "keys", help="list, pre-create or shred pseudonymization keys",
+        description="Administer a keystore: one random key per period (day, week or month, fixed when the "
+                    "keystore is created). Shredding a period's key makes its pseudonyms unlinkable to any IP "
+                    "or user name, for good: the period is remembered and its key is never made again. "
+                    "Secrets are never printed.")
+    actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+
+    def keystore_argument(parser):
+        parser.add_argument("--keys", default=None, metavar="PATH",
+                            help=f"keystore file or folder (default: ${KEYS_ENV})")
+
+    listing = actions.add_parser(
+        "list", help="show every key period: label, key id, created, shredded",
+        description="Show the keystore's periods, oldest first: label, key_id (as stored in the access "
+                    "table's key_id column), when the key was created and, for shredded periods, when it was "
+                    "shredded. Never the secret.")
+    keystore_argument(listing)
+    listing.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    listing.add_argument("--json", action="store_true", help="same as --format json")
+    listing.set_defaults(func=cmd_keys_list)
+
+    rotate = actions.add_parser(
+        "rotate", help="create the current period's key now if it is missing",
+        description="Make sure the key of the current period exists (creating the keystore, 0600, if needed), "
+                    "e.g. from cron right after midnight UTC so that workers never race to create it. The "
+                    "keystore keeps the --key-period it was created with; another period is refused.",
+        epilog="example: accesslog keys rotate --keys ~/.config/accesslog/keys --key-period week")
+    keystore_argument(rotate)
+    rotate.add_argument("--key-period", dest="key_period", choices=PERIODS, default=None,
+                        help="period of a new keystore (default: day); checked against an existing one")
+    rotate.add_argument("--now", default=None, metavar="ISO", help="ISO time taken as now (default: current time)")
+    rotate.set_defaults(func=cmd_keys_rotate)
+
+    shred = actions.add_parser(
+        "shred", help="destroy the keys of periods that ended before a date",
+        description="Delete the secret of every period whose last day is before --before, leaving a "
+                    "tombstone so no run recreates it. Records of those periods stay in the warehouse until "
+                    "`accesslog retention` removes them, but no IP or user name can be matched to them any "
+                    "more, and `accesslog subject` cannot find them. Irreversible (restore a backup of the "
+                    "keystore only if you must undo it; backups keep the secrets until they age out). "
+                    "`accesslog retention --keys` does this for the retention window.",
+        epilog="example: accesslog keys shred --before 2026-10-01 --keys ~/.config/accesslog/keys --dry-run")
+    keystore_argument(shred)
+    shred.add_argument("--before", required=True, type=_cli_date, metavar="DATE",
+                       help="shred periods whose last day is before this day (YYYY-MM-DD, UTC; at most today)")
+    shred.add_argument("--now", default=None, metavar="ISO", help="ISO time taken as now (default: current time)")
+    shred.add_argument("--dry-run", action="store_true", help="list the periods that would be shredded")
+    shred.set_defaults(func=cmd_keys_shred)
+
+
+def _cli_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _cli_keystore(args, create: bool = False, period: str | None = None) -> Keystore:
+    path = args.keys or os.environ.get(KEYS_ENV)
+    if not path:
+        raise AccesslogError(f"no keystore: pass --keys PATH or set {KEYS_ENV} (keys derived from "
+                             f"{MASTER_ENV} are not stored and cannot be listed or shredded)")
+    return Keystore(path, period=period, create=create)
+
+
+def cmd_keys_list(args) -> int:
+    import pyarrow as pa
+
+    from accesslog.stats import render
+
+    rows = _cli_keystore(args).list()
+    columns = ("label", "key_id", "created", "shredded", "shredded_at")
+    table = pa.table({c: pa.array([r[c] for r in rows], pa.bool_() if c == "shredded" else pa.string())
+                      for c in columns})
+    print(render({"keys": table}, "json" if args.json else args.format))
+    return 0
+
+
+def cmd_keys_rotate(args) -> int:
+    from accesslog.retention import parse_now
+
+    keystore = _cli_keystore(args, create=True, period=args.key_period)
+    result = keystore.rotate(parse_now(args.now))
+    state = "created" if result["created"] else "already present"
+    print(f"{result['label']}: key {result['key_id']} {state} (period: {keystore.period}; keystore {keystore.path})")
+    return 0
+
+
+def cmd_keys_shred(args) -> int:
+    from accesslog.retention import parse_now
+
+    labels = _cli_keystore(args).shred(args.before, now=parse_now(args.now), dry_run=args.dry_run)
+    verb = "would shred" if args.dry_run else "shredded"
+    if not labels:
+        print(f"no key period ended before {args.before}: nothing {verb.split()[-1]}")
+    else:
+        print(f"{verb} {len(labels)} key period(s): {', '.join(labels)}")
+    return 0

@@ -50,7 +50,7 @@ def _limited(log_input: LogInput, limit: int | None) -> Iterator[LogChunk]:
 
 
 def preview(log_input: LogInput, fmt: LogFormat, keystore: Keystore, scrubber: Scrubber,
-            limit: int | None = None, keep_nulls: bool = False) -> Iterator[dict]:
+            limit: int | None = None, keep_nulls: bool = False, ip_mode: str = "hmac") -> Iterator[dict]:
     """One dict per input line, in line order: {"line": n, "record": {...}} or
     {"line": n, "reject": reason, "text": redacted line}."""
     strict = any(_sensitive(v) and v != "remote_user" for v in fmt.variables)
@@ -60,7 +60,7 @@ def preview(log_input: LogInput, fmt: LogFormat, keystore: Keystore, scrubber: S
         if records.table == "errors":
             table = pseudonymize_errors(records.records, keystore, scrubber)
         else:
-            table = scrub_records(pseudonymize_records(records.records, keystore), scrubber)
+            table = pseudonymize_records(scrub_records(records.records, scrubber), keystore, ip_mode)
         order = {name: i for i, name in enumerate(TABLES[records.table].names)}
         table = table.select(sorted(table.column_names, key=lambda c: order.get(c, len(order))))
         rows = [] if table.num_rows == 0 else table.to_pylist()

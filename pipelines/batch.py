@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -50,7 +51,7 @@ class RunConfig:
     warehouse: str
     log_format: str = "combined"
     keys: str | None = None
-    key_period: str = "day"
+    key_period: str | None = None
     retention_days: int = 90
     now: str | None = None
     max_reject_ratio: float = 0.5
@@ -158,25 +159,26 @@ def identify_inputs(patterns: list[str], warehouse: str) -> tuple[list[LogInput]
 
 def build_pipeline(p: beam.Pipeline, inputs: list[LogInput], formats: dict[str, LogFormat], keystore: Keystore,
                    scrubber: Scrubber, warehouse: str, run_id: str, now: datetime, retention_days: int,
-                   max_reject_ratio: float, chunk_bytes: int = CHUNK_BYTES, redistribute: bool = False):
+                   max_reject_ratio: float, chunk_bytes: int = CHUNK_BYTES, redistribute: bool = False,
+                   ip_mode: str = "hmac"):
     """Wire the batch pipeline; returns the PCollection of per-input summaries."""
     cutoff = retention_cutoff(now, retention_days)
     parsed = (p
               | "Inputs" >> beam.Create(inputs)
               | "ReadLogChunks" >> ReadLogChunks(chunk_bytes, redistribute=redistribute)
               | "ParseAccessLogs" >> ParseAccessLogs(formats))
-    errors = parsed.errors | "PseudonymizeErrors" >> PseudonymizeErrors(keystore, scrubber)
+    # Retention first: expired rows never need a key (their period's key may be shredded).
+    errors = (parsed.errors
+              | "EnforceErrorRetention" >> EnforceRetention(cutoff)
+              | "PseudonymizeErrors" >> PseudonymizeErrors(keystore, scrubber))
     access = (parsed.records
-              | "PseudonymizeClients" >> PseudonymizeClients(keystore)
-              | "ScrubUrls" >> ScrubUrls(scrubber))
+              | "EnforceRetention" >> EnforceRetention(cutoff)
+              | "ScrubUrls" >> ScrubUrls(scrubber)
+              | "PseudonymizeClients" >> PseudonymizeClients(keystore, ip_mode))
     if any(not f.is_access for f in formats.values()):
         access = access | "AttachErrors" >> AttachErrors(errors)
-    written_access = (access
-                      | "EnforceRetention" >> EnforceRetention(cutoff)
-                      | "WriteAccess" >> WriteParquetPartitions(warehouse, run_id, "access"))
-    written_errors = (errors
-                      | "EnforceErrorRetention" >> EnforceRetention(cutoff)
-                      | "WriteErrors" >> WriteParquetPartitions(warehouse, run_id, "errors"))
+    written_access = access | "WriteAccess" >> WriteParquetPartitions(warehouse, run_id, "access")
+    written_errors = errors | "WriteErrors" >> WriteParquetPartitions(warehouse, run_id, "errors")
     rejects = (parsed.rejects
                | "RedactRejects" >> RedactRejects(keystore, scrubber, formats, now)
                | "WriteRejects" >> WriteParquetPartitions(warehouse, run_id, "rejects"))
@@ -260,6 +262,7 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     now = parse_now(config.now)
     warehouse = wh.prepare(config.warehouse)
     keystore = Keystore.from_options(config.keys, config.key_period, outside=warehouse)
+    keystore.check_window(retention_cutoff(now, config.retention_days).date())
     scrubber = Scrubber(parse_secret_params(config.secret_params))
     options, redistribute = beam_options(config.beam_args)
     run_id = wh.new_run_id()
@@ -268,7 +271,8 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         inputs, formats = resolve_formats(dataclasses.replace(config, log_format=spec), inputs)
         with worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
             build_pipeline(p, inputs, formats, keystore, scrubber, str(warehouse), run_id, now,
-                           config.retention_days, config.max_reject_ratio, config.chunk_bytes, redistribute)
+                           config.retention_days, config.max_reject_ratio, config.chunk_bytes, redistribute,
+                           config.ip_mode)
         summaries = _collect_summaries(str(warehouse), run_id, inputs)
     finally:
         for path in temp:
@@ -287,11 +291,16 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         "inputs": summaries,
     })
     failed = [s for s in summaries if s["status"] != "committed"]
+    if config.apply_retention:
+        from accesslog.retention import apply_retention
+        report = apply_retention(str(warehouse), config.retention_days, now, keystore)
+        manifest_doc = json.loads(manifest.read_text())
+        manifest_doc["retention"] = report
+        wh.write_manifest(str(warehouse), run_id, manifest_doc)
     return RunResult(run_id, manifest, summaries, elapsed, failed, keystore.created)
 
 
 def _collect_summaries(warehouse: str, run_id: str, inputs: list[LogInput]) -> list[dict]:
-    import json
     folder = wh.staging_dir(warehouse, run_id) / "_inputs"
     out = []
     for log_input in inputs:

@@ -48,8 +48,10 @@ def add_format_arguments(parser) -> None:
     parser.add_argument("--keys", default=None,
                         help="keystore file or folder, outside the warehouse; created (0600) on first use. "
                              "Default: $ACCESSLOG_KEYS")
-    parser.add_argument("--key-period", "--key_period", dest="key_period", default="day",
-                        choices=("day", "week", "month", "none"), help="how often pseudonym keys rotate")
+    parser.add_argument("--key-period", "--key_period", dest="key_period", default=None,
+                        choices=("day", "week", "month", "none"),
+                        help="how often pseudonym keys rotate, for a new keystore (default day); an existing "
+                             "keystore keeps its own period")
     parser.add_argument("--ip-mode", "--ip_mode", dest="ip_mode", default="hmac",
                         choices=("hmac", "truncate", "cryptopan"),
                         help="hmac: keyed pseudonym (default); truncate: only the /24 or /48 network; "

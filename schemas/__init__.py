@@ -36,7 +36,9 @@ ACCESS = pa.schema(
         _field("device", pa.string(), "desktop, mobile, tablet, bot or other."),
         _field("is_bot", pa.bool_(), "True when the user agent is a known crawler or tool."),
         _field("language", pa.string(), "Primary language tag of Accept-Language, when logged (policy 1.3)."),
-        _field("client_id", pa.string(), "Keyed HMAC pseudonym of the client IP (policy 6.3); never the IP."),
+        _field("client_id", pa.string(), "Keyed pseudonym of the client IP (policy 6.3), never the IP: HMAC "
+               "(default), null with --ip-mode truncate, a keyed prefix-preserving Crypto-PAn address with "
+               "--ip-mode cryptopan."),
         _field("client_network", pa.string(), "Truncated client network: /24 for IPv4, /48 for IPv6."),
         _field("country", pa.string(), "ISO country code from GeoIP, looked up before the IP is dropped."),
         _field("asn", pa.int64(), "Autonomous system number from GeoIP."),

@@ -388,6 +388,8 @@ APACHE_CASES = [
          {**at(T_UTC), **get(), "status": 200, "bytes_sent": 1, "_client_ip": "name:crawl-66-249-66-1.googlebot.com"}),
     Case("apache-duration-microseconds", '%h %l %u %t "%r" %>s %b %D', f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 - 1234567',
          {**at(T_UTC, microseconds=1234567), **get(), "status": 200, "bytes_sent": 0, "_client_ip": "192.0.2.1"}),
+    Case("apache-duration-microseconds-rounding", '%h %t "%r" %>s %b %D', f'192.0.2.1 {T} "GET / HTTP/1.1" 200 1 43',
+         {**at(T_UTC, microseconds=43), **get(), "status": 200, "bytes_sent": 1, "_client_ip": "192.0.2.1"}),
     Case("apache-duration-seconds", '%h %t "%r" %>s %B %T', f'192.0.2.1 {T} "GET / HTTP/1.1" 200 0 2',
          {**at(T_UTC, seconds=2), **get(), "status": 200, "bytes_sent": 0, "_client_ip": "192.0.2.1"}),
     Case("apache-duration-milliseconds", '%h %t "%r" %>s %B %{ms}T', f'192.0.2.1 {T} "GET / HTTP/1.1" 200 0 250',

@@ -25,7 +25,8 @@ from transforms.fields import pack_ip
 
 KEY_BYTES = 32
 _BATCH = 4096        # addresses per AES call: <= 4096 * 128 * 16 B = 8 MiB of blocks
-_CACHE_MAX = 1 << 18
+_CACHE_MAX = 1 << 16   # distinct IPs memoized per key (for_secret keeps 4 keys: <= 2^18, as HMAC)
+_MISSING = object()
 
 # _PREFIX_MASKS[i] = a 128-bit mask of the first i bits, as 16 bytes (row 0: all zero).
 _PREFIX_MASKS = np.packbits(np.arange(128)[None, :] < np.arange(128)[:, None], axis=1)
@@ -47,10 +48,9 @@ class CryptoPAn:
             raise ValueError(f"a Crypto-PAn key is {KEY_BYTES} bytes")
         self._aes = algorithms.AES(bytes(key[:16]))
         pad = self._ecb(bytes(key[16:]))
-        self._pad = pad
         # Block for bit position i = (address & mask_i) | (pad & ~mask_i); precompute the pad half.
         self._pad_part = np.frombuffer(pad, np.uint8)[None, :] & ~_PREFIX_MASKS
-        self._cache: dict[bytes, bytes] = {}
+        self._cache: dict[str, str | None] = {}   # IP text -> anonymized IP text
 
     def __reduce__(self):
         raise TypeError("CryptoPAn holds key material and is not picklable; derive it on the worker")
@@ -81,22 +81,17 @@ class CryptoPAn:
 
     # -- API -----------------------------------------------------------------------------
     def anonymize_packed_many(self, packed: Iterable[bytes]) -> list[bytes]:
-        """4- or 16-byte packed addresses (mixed) -> anonymized packed addresses, same order.
-
-        Memoized per address (bounded), so repeated batches only encrypt new addresses."""
+        """4- or 16-byte packed addresses (mixed) -> anonymized packed addresses, same order."""
         packed = list(packed)
-        missing = {p for p in packed if p not in self._cache}
-        if missing:
-            if len(self._cache) + len(missing) > _CACHE_MAX:
-                self._cache.clear()
-            for width in (4, 16):
-                todo = [p for p in missing if len(p) == width]
-                if todo:
-                    self._cache.update(zip(todo, self._anonymize_family(todo, width)))
-            bad = [p for p in missing if len(p) not in (4, 16)]
-            if bad:
-                raise ValueError(f"packed addresses are 4 or 16 bytes, not {len(bad[0])}")
-        return [self._cache[p] for p in packed]
+        if any(len(p) not in (4, 16) for p in packed):
+            raise ValueError("packed addresses are 4 or 16 bytes")
+        result: list[bytes] = [b""] * len(packed)
+        for width in (4, 16):
+            where = [i for i, p in enumerate(packed) if len(p) == width]
+            if where:
+                for i, anon in zip(where, self._anonymize_family([packed[i] for i in where], width)):
+                    result[i] = anon
+        return result
 
     def anonymize_packed(self, packed: bytes) -> bytes:
         return self.anonymize_packed_many([packed])[0]
@@ -105,11 +100,32 @@ class CryptoPAn:
         """IP texts (anything `fields.pack_ip` accepts) -> anonymized canonical IP texts.
 
         An IPv4-mapped IPv6 address counts as IPv4 (as everywhere in accesslog); anything
-        that is not an IP, and None, gives None."""
+        that is not an IP, and None, gives None. Memoized per text (bounded, like the HMAC
+        path's cache), so later chunks of the same period only encrypt new addresses."""
         ips = list(ips)
-        packed = [None if ip is None else pack_ip(ip) for ip in ips]
-        anon = iter(self.anonymize_packed_many([p for p in packed if p is not None]))
-        return [None if p is None else ip_text(next(anon)) for p in packed]
+        cache = self._cache
+        # One read per distinct text, into a local dict: another thread clearing the cache
+        # meanwhile (Beam runs DoFns in threads) cannot make a row lose its value.
+        found: dict[str, str | None] = {}
+        missing = []
+        for ip in set(ips):
+            if ip is not None:
+                value = cache.get(ip, _MISSING)
+                if value is _MISSING:
+                    missing.append(ip)
+                else:
+                    found[ip] = value
+        if missing:
+            packed = [pack_ip(ip) for ip in missing]
+            valid = [i for i, p in enumerate(packed) if p is not None]
+            fresh = dict.fromkeys(missing)
+            for i, anon in zip(valid, self.anonymize_packed_many([packed[i] for i in valid])):
+                fresh[missing[i]] = ip_text(anon)
+            if len(cache) + len(fresh) > _CACHE_MAX:
+                cache.clear()
+            cache.update(fresh)
+            found.update(fresh)
+        return [None if ip is None else found[ip] for ip in ips]
 
     def anonymize(self, ip: str) -> str | None:
         return self.anonymize_many([ip])[0]
@@ -119,7 +135,7 @@ def ip_text(packed: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=4)
 def for_secret(period_secret: bytes) -> CryptoPAn:
     """The (memoized) CryptoPAn of a period secret: a few periods per run, one per worker."""
     return CryptoPAn(derive_key(period_secret))

@@ -359,13 +359,14 @@ def _times(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: dic
     logged = parse_times(fields[var], var, opts.time_format if var == "time_received" else None, opts.zone)
     rejects.add(pc.is_null(logged), f"invalid ${var}" if opts.escape != "apache" else f"invalid time ({var})")
     duration_ms = pa.nulls(n, pa.float64())
-    for dvar, regex, to_ms in (("request_time", r"^[0-9]+(\.[0-9]+)?$", 1000.0),
-                               ("request_time_us", r"^[0-9]+$", 0.001),
-                               ("request_time_ms", r"^[0-9]+$", 1.0),
-                               ("request_time_s", r"^[0-9]+$", 1000.0)):
+    for dvar, regex, per_ms in (("request_time", r"^[0-9]+(\.[0-9]+)?$", 0.001),
+                                ("request_time_us", r"^[0-9]+$", 1000.0),
+                                ("request_time_ms", r"^[0-9]+$", 1.0),
+                                ("request_time_s", r"^[0-9]+$", 0.001)):
         if dvar in fields:
             value = _number(fields[dvar], regex, pa.float64(), rejects, f"invalid ${dvar}")
-            duration_ms = pc.round(pc.multiply(value, to_ms), 3)
+            # Divide by units per ms (43 µs / 1000.0 is exactly the double 0.043; 43 * 0.001 is not).
+            duration_ms = pc.round(pc.divide(value, per_ms), 3)
             break
     duration_us = pc.fill_null(pc.cast(pc.round(pc.multiply(duration_ms, 1000.0)), pa.int64()), 0)
     if end_var is not None:            # Apache %t ... %{end:...}t: both ends logged

@@ -5,7 +5,17 @@ computed once per distinct (IP, period) pair of a chunk and `take`n back.
 user_id   = the same over b"user:" + name (domain-separated from IPs).
 client_network = /24 (IPv4) or /48 (IPv6), from the raw IP in memory.
 The key period is the UTC day (or week/month) of `received_at`; key_id names it.
+
+`ip_mode` chooses what becomes of the client IP (user ids and cookies are keyed the same in
+every mode, so key_id is always set):
+  hmac      client_id as above; client_network from the raw IP (default).
+  truncate  client_id is null; only client_network is kept.
+  cryptopan client_id = Crypto-PAn(period key, IP) as IP text, same family (prefix-preserving,
+            see transforms/cryptopan.py); client_network = that address's /24 or /48, so it
+            is the anonymized network, not the real one. Clients logged by name (`name:`)
+            have no address to anonymize: they keep the HMAC client_id, and no network.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,12 +30,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from accesslog.errors import AccesslogError
 from accesslog.keystore import Keystore
+from transforms import cryptopan
 from transforms.fields import encoded, map_unique, normalize_ip, pack_ip, with_dictionary
 from transforms.parse import RecordChunk
+from transforms.scrub import pack_extra
 
 EPOCH = date(1970, 1, 1)
 IN_MEMORY_COLUMNS = ("_client_ip", "_remote_user")
+IP_MODES = ("hmac", "truncate", "cryptopan")
+
+
+def check_ip_mode(ip_mode: str) -> str:
+    if ip_mode not in IP_MODES:
+        raise AccesslogError(f"unknown --ip-mode {ip_mode!r}: use one of {', '.join(IP_MODES)}")
+    return ip_mode
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -45,6 +65,13 @@ def user_pseudonym(secret: bytes, name: str) -> str:
 
 def cookie_pseudonym(secret: bytes, value: str) -> str:
     return hmac.digest(secret, b"cookie:" + value.encode("utf-8"), "sha256")[:16].hex()
+
+
+def cryptopan_pseudonyms(secret: bytes, ip_texts: list[str]) -> list[str | None]:
+    """Crypto-PAn under the period's derived key, for the distinct clients of one period;
+    `name:` clients (no address) get their HMAC pseudonym, as in hmac mode."""
+    anon = cryptopan.for_secret(secret).anonymize_many([None if t.startswith("name:") else t for t in ip_texts])
+    return [ip_pseudonym(secret, t) if t.startswith("name:") else a for t, a in zip(ip_texts, anon)]
 
 
 _COOKIE_PAIR = re.compile(r"([^=;\s]+)=([^;]*)")
@@ -98,6 +125,11 @@ def _days(received_at: pa.Array) -> np.ndarray:
 
 def _keyed(values: pa.Array, days: np.ndarray, keystore: Keystore, fn) -> pa.Array:
     """fn(secret, value) once per distinct (value, day) pair; nulls stay null."""
+    return _keyed_batches(values, days, keystore, lambda secret, vs: [fn(secret, v) for v in vs])
+
+
+def _keyed_batches(values: pa.Array, days: np.ndarray, keystore: Keystore, batch_fn) -> pa.Array:
+    """batch_fn(secret, [distinct values of one key period]) -> results, one call per period."""
     if values.null_count == len(values):
         return pa.nulls(len(values), pa.string())
     enc = encoded(values)
@@ -113,29 +145,44 @@ def _keyed(values: pa.Array, days: np.ndarray, keystore: Keystore, fn) -> pa.Arr
     pair_days, pair_values = np.divmod(real, width)
     for day in np.unique(pair_days).tolist():
         _, secret = keystore.key_for_day(EPOCH + timedelta(days=day))
-        out += [fn(secret, uniques[i]) for i in pair_values[pair_days == day].tolist()]
+        out += batch_fn(secret, [uniques[i] for i in pair_values[pair_days == day].tolist()])
     return with_dictionary(pa.array(inverse.reshape(-1), pa.int32()), pa.array(out, pa.string()))
 
 
-def pseudonymize_records(table: pa.Table, keystore: Keystore) -> pa.Table:
-    """Replace `_client_ip`/`_remote_user` with client_id, client_network, user_id, key_id."""
+def _client_columns(ips: pa.Array, days: np.ndarray, keystore: Keystore, ip_mode: str) -> tuple[pa.Array, pa.Array]:
+    """(client_id, client_network) of the `_client_ip` column under `ip_mode`."""
+    if ip_mode == "truncate":
+        return pa.nulls(len(ips), pa.string()), map_unique(ips, network_of)
+    if ip_mode == "cryptopan":
+        client_id = _keyed_batches(ips, days, keystore, cryptopan_pseudonyms)
+        # Prefix preservation: the anonymized address's /24 (/48) is the anonymized network.
+        return client_id, map_unique(client_id, network_of)
+    return _keyed(ips, days, keystore, ip_pseudonym), map_unique(ips, network_of)
+
+
+def pseudonymize_records(table: pa.Table, keystore: Keystore, ip_mode: str = "hmac") -> pa.Table:
+    """Replace `_client_ip`/`_remote_user` with client_id, client_network, user_id, key_id;
+    cookie extras become pseudonyms and all `_x_` extras are packed into the `extra` map.
+    Runs after ScrubUrls (which needs the raw user names to find them in URLs)."""
+    check_ip_mode(ip_mode)
     if table.num_rows == 0:
-        return table.drop_columns([c for c in IN_MEMORY_COLUMNS if c in table.column_names])
+        return pack_extra(table.drop_columns([c for c in IN_MEMORY_COLUMNS if c in table.column_names]))
     days = _days(table["received_at"])
     ips = encoded(table["_client_ip"])
     labels = {int(d): keystore.key_for_day(EPOCH + timedelta(days=int(d)))[0] for d in np.unique(days)}
     unique_days, day_idx = np.unique(days, return_inverse=True)
     key_id = pa.array([labels[int(d)] for d in unique_days], pa.string()).take(pa.array(day_idx.reshape(-1)))
+    client_id, client_network = _client_columns(ips, days, keystore, ip_mode)
     columns = {
-        "client_id": _keyed(ips, days, keystore, ip_pseudonym),
-        "client_network": map_unique(ips, network_of),
+        "client_id": client_id,
+        "client_network": client_network,
         "user_id": _keyed(table["_remote_user"], days, keystore, user_pseudonym),
         "key_id": key_id,
     }
     table = _extras(table.drop_columns(list(IN_MEMORY_COLUMNS)), days, keystore)
     for name, values in columns.items():
         table = table.append_column(name, values)
-    return table
+    return pack_extra(table)
 
 
 _IP_TOKEN = re.compile(r"\[?(?:[0-9]{1,3}\.){3}[0-9]{1,3}\]?|\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
@@ -152,11 +199,12 @@ def pseudonymize_ip_tokens(text: str, secret: bytes) -> str:
 
 @beam.typehints.with_output_types(RecordChunk)
 class _PseudonymizeChunk(beam.DoFn):
-    def __init__(self, keystore: Keystore):
+    def __init__(self, keystore: Keystore, ip_mode: str = "hmac"):
         self.keystore = keystore
+        self.ip_mode = check_ip_mode(ip_mode)
 
     def process(self, chunk):
-        yield dataclasses.replace(chunk, records=pseudonymize_records(chunk.records, self.keystore))
+        yield dataclasses.replace(chunk, records=pseudonymize_records(chunk.records, self.keystore, self.ip_mode))
 
 
 class PseudonymizeClients(beam.PTransform):
@@ -166,9 +214,10 @@ class PseudonymizeClients(beam.PTransform):
     leave the worker's memory.
     """
 
-    def __init__(self, keystore: Keystore):
+    def __init__(self, keystore: Keystore, ip_mode: str = "hmac"):
         super().__init__()
         self.keystore = keystore
+        self.ip_mode = check_ip_mode(ip_mode)
 
     def expand(self, chunks):
-        return chunks | "Pseudonymize" >> beam.ParDo(_PseudonymizeChunk(self.keystore))
+        return chunks | "Pseudonymize" >> beam.ParDo(_PseudonymizeChunk(self.keystore, self.ip_mode))

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.fields import on_uniques
+from transforms.fields import encoded, on_uniques
 from transforms.parse import RecordChunk
 
 REDACTED = "REDACTED"
@@ -155,19 +155,39 @@ def pack_extra(table: pa.Table) -> pa.Table:
     return table.drop_columns(names).append_column("extra", extra)
 
 
+def _known_names(table: pa.Table) -> str | None:
+    """RE2 pattern for the chunk's $remote_user values as whole words (user names also turn
+    up in paths and queries: /users/alice.smith/). Short names would hit ordinary words."""
+    if "_remote_user" not in table.column_names:
+        return None
+    names = [n for n in encoded(table["_remote_user"]).dictionary.to_pylist() if n and len(n) >= 3][:500]
+    if not names:
+        return None
+    return r"(^|[^A-Za-z0-9])(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + \
+        r")($|[^A-Za-z0-9])"
+
+
 def scrub_records(table: pa.Table, scrubber: Scrubber) -> pa.Table:
+    """Secrets out of URL columns and `_x_` extras (cookie and credential extras are left to
+    PseudonymizeClients); the chunk's own user names redacted wherever they appear."""
+    names = _known_names(table)
     for name, ips in URL_COLUMNS.items():
         if name in table.column_names:
             i = table.column_names.index(name)
-            table = table.set_column(i, name, scrubber.scrub_column(table.column(name), ips))
+            values = scrubber.scrub_column(table.column(name), ips)
+            if names:
+                values = on_uniques(values, lambda u: pc.replace_substring_regex(u, names, rf"\1{REDACTED}\3"))
+            table = table.set_column(i, name, values)
     for name in table.column_names:
         if name.startswith("_x_") and not name.startswith(_PSEUDONYMIZED_EXTRAS):
             if scrubber.is_secret(name[3:]):   # $http_x_api_key, a JSON "password" key, ...
                 values = pc.if_else(pc.is_null(table[name]), pa.scalar(None, pa.string()), pa.scalar(REDACTED))
             else:
                 values = scrubber.scrub_column(table[name], "user_agent" not in name)
+                if names:
+                    values = on_uniques(values, lambda u: pc.replace_substring_regex(u, names, rf"\1{REDACTED}\3"))
             table = table.set_column(table.column_names.index(name), name, values)
-    return pack_extra(table)
+    return table
 
 
 @beam.typehints.with_output_types(RecordChunk)

@@ -1,0 +1,571 @@
+"""Data-subject requests: export (policy 3.2, right of access) and erase a person's records.
+
+The warehouse holds no IPs or user names, only keyed pseudonyms, so a person is
+found by recomputing their pseudonyms: for each key period of the requested
+dates whose key still exists, client_id = ip_pseudonym(period key, IP) (or, for
+runs with --ip-mode cryptopan, the Crypto-PAn address under that key: both are
+searched; a hex digest never equals an address) and user_id =
+user_pseudonym(period key, name); rejects lines and error messages carry IPs as
+`ip:<HMAC client_id>` tokens. With --ip-mode truncate no client_id is stored, so
+only --user can find rows. Records of a shredded period cannot be found any
+more (that is what shredding is for): the result lists those periods.
+
+Only the date partitions of the range are read, and only partitions whose own
+period key exists: a record is always pseudonymized with the key of its
+partition's day, so a partition is matched against that period's pseudonyms
+only (matched against every period's, a 32-bit Crypto-PAn IPv4 address of
+another person could collide). First only the identifying columns (client_id,
+user_id, message, line) of each file are read to find the affected files; full
+rows are read from those files only.
+
+Erasure rewrites each affected file without the person's rows: a temp file in
+the same folder (a name not ending in .parquet, so readers never see it),
+fsync, then os.replace; a file left empty is deleted. A crash leaves every file
+either old or new, and rerunning the erase finishes the job. Kept rows keep
+their values, order, schema, compression, sorting metadata and row-group size.
+A row that mentions the person anywhere (e.g. an error entry quoting their IP)
+is erased whole. Rows come back if the raw logs holding them are ingested again.
+The raw IP or name is never printed, logged or written (audit entries name
+pseudonyms and key periods).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import secrets
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Iterator, TextIO
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+import schemas
+from accesslog.audit import write_audit
+from accesslog.errors import AccesslogError
+from accesslog.keystore import PERIODS, Keystore, period_label
+from accesslog.retention import Partition, date_partitions
+from accesslog.warehouse import TABLE_DIRS
+
+# The columns of each table that can identify a person; `ip:<pseudonym>` tokens in the text ones.
+IDENTIFYING_COLUMNS = {"access": ("client_id", "user_id"), "errors": ("client_id", "message"),
+                       "sessions": ("client_id",), "rejects": ("line",)}
+TOKEN_COLUMNS = ("message", "line")
+_SCAN_THREADS = min(8, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The person: a canonical IP and/or a user name as logged. repr never shows them."""
+
+    ip: str | None = field(default=None, repr=False)
+    user: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, ip: str | None, user: str | None) -> "Subject":
+        """Validate --ip/--user; error messages never repeat the value."""
+        from transforms.fields import normalize_ip
+
+        if not ip and not user:
+            raise AccesslogError("no subject: pass --ip ADDRESS and/or --user NAME")
+        canonical = None
+        if ip:
+            canonical = normalize_ip(ip)
+            if canonical is None:
+                raise AccesslogError("--ip is not an IP address (value not shown): pass an IPv4 or IPv6 "
+                                     "address as the server logged it")
+        return cls(canonical, user or None)
+
+
+@dataclass
+class Pseudonyms:
+    """The subject's pseudonyms per key period ({label, key_id, client_id, client_id_cryptopan,
+    user_id}), and the periods of the range whose records cannot be linked: shredded, or never keyed."""
+
+    periods: list[dict]
+    shredded: list[str]
+    without_key: list[str]
+
+    @property
+    def labels(self) -> set[str]:
+        return {p["label"] for p in self.periods}
+
+    def values(self, column: str) -> list[str]:
+        """Every value the subject can have in `column` (client_id: HMAC and Crypto-PAn forms)."""
+        names = ("client_id", "client_id_cryptopan") if column == "client_id" else (column,)
+        return [p[n] for p in self.periods for n in names if p.get(n) is not None]
+
+    def of_period(self, label: str) -> "Pseudonyms":
+        """The pseudonyms of one key period (what records of that period's days can hold)."""
+        return Pseudonyms([p for p in self.periods if p["label"] == label], [], [])
+
+    def token_pattern(self) -> str | None:
+        """RE2 pattern for the subject's `ip:<client_id>` tokens, None without an IP."""
+        ids = [p["client_id"] for p in self.periods if p["client_id"] is not None]
+        return "ip:(?:" + "|".join(ids) + ")" if ids else None   # hex: nothing to escape
+
+
+def subject_pseudonyms(keystore: Keystore, subject: Subject, labels: list[str]) -> Pseudonyms:
+    """Compute the subject's pseudonyms under every period key of `labels` that still exists."""
+    from transforms.pseudonymize import cryptopan_pseudonyms, ip_pseudonym, user_pseudonym
+
+    shredded = keystore.shredded()
+    periods, gone, missing = [], [], []
+    for label in labels:
+        key = keystore.existing_key(label)
+        if key is None:
+            (gone if label in shredded else missing).append(label)
+            continue
+        key_id, secret = key
+        periods.append({"label": label, "key_id": key_id,
+                        "client_id": ip_pseudonym(secret, subject.ip) if subject.ip else None,
+                        "client_id_cryptopan": cryptopan_pseudonyms(secret, [subject.ip])[0] if subject.ip else None,
+                        "user_id": user_pseudonym(secret, subject.user) if subject.user else None})
+    return Pseudonyms(periods, gone, missing)
+
+
+def subject_mask(table_name: str, table: pa.Table, pseudonyms: Pseudonyms) -> pa.ChunkedArray | pa.Array:
+    """True for the rows of `table` (any subset of the table's columns) that belong to the subject."""
+    mask = pa.array(np.zeros(table.num_rows, dtype=bool))
+    names = table.column_names
+    for column in ("client_id", "user_id"):
+        values = pseudonyms.values(column)
+        if column in names and column in IDENTIFYING_COLUMNS[table_name] and values:
+            mask = pc.or_(mask, pc.is_in(table[column], value_set=pa.array(values, pa.string())))
+    pattern = pseudonyms.token_pattern()
+    for column in TOKEN_COLUMNS:
+        if pattern and column in names and column in IDENTIFYING_COLUMNS[table_name]:
+            mask = pc.or_(mask, pc.match_substring_regex(table[column], pattern))
+    return pc.fill_null(mask, False)
+
+
+# -- finding ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileMatch:
+    """A Parquet file holding `rows` of the subject's rows, out of `total`; `label`: its key period."""
+
+    table: str
+    day: date
+    label: str
+    path: Path
+    rows: int
+    total: int
+
+
+@dataclass
+class SubjectSearch:
+    pseudonyms: Pseudonyms
+    matches: list[FileMatch]
+    partitions_scanned: int
+    files_scanned: int
+
+    def rows_per_table(self) -> dict[str, int]:
+        counts = {table: 0 for table in TABLE_DIRS}
+        for m in self.matches:
+            counts[m.table] = counts.get(m.table, 0) + m.rows
+        return counts
+
+
+def _open_parquet(path: Path) -> pq.ParquetFile:
+    """Every read of a warehouse file goes through here (tests count the files opened)."""
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as e:
+        raise AccesslogError(f"cannot read {path} ({type(e).__name__}): restore or remove that file, "
+                             "then retry") from None
+
+
+def find_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Subject,
+                 date_from: date | None = None, date_to: date | None = None) -> SubjectSearch:
+    """Find the files holding the subject's rows between date_from and date_to (inclusive, UTC
+    days; None: unbounded), reading only the identifying columns of the range's files."""
+    root = _warehouse(warehouse)
+    if date_from is not None and date_to is not None and date_from > date_to:
+        raise AccesslogError(f"--from {date_from} is after --to {date_to}: swap them")
+    partitions = date_partitions(root, date_from, date_to)
+    label_of = {p.day: period_label(p.day, keystore.period) for p in partitions}
+    pseudonyms = subject_pseudonyms(keystore, subject, sorted(set(label_of.values())))
+    live = pseudonyms.labels
+    scanned = [p for p in partitions if label_of[p.day] in live]
+    files = [(p, f) for p in scanned for f in p.files()]
+    with ThreadPoolExecutor(max_workers=_SCAN_THREADS) as pool:
+        matches = [m for m in pool.map(lambda pf: _scan_file(pf[0], label_of[pf[0].day], pf[1], pseudonyms), files)
+                   if m]
+    return SubjectSearch(pseudonyms, matches, len(scanned), len(files))
+
+
+def _scan_file(partition: Partition, label: str, path: Path, pseudonyms: Pseudonyms) -> FileMatch | None:
+    parquet = _open_parquet(path)
+    present = set(parquet.schema_arrow.names)
+    columns = [c for c in IDENTIFYING_COLUMNS[partition.table] if c in present]
+    if not columns:
+        return None
+    mask = subject_mask(partition.table, parquet.read(columns=columns), pseudonyms.of_period(label))
+    rows = pc.sum(mask.cast(pa.int64())).as_py() or 0
+    return FileMatch(partition.table, partition.day, label, path, rows, parquet.metadata.num_rows) if rows else None
+
+
+def _warehouse(warehouse: str | os.PathLike) -> Path:
+    root = Path(warehouse)
+    if not root.is_dir():
+        raise AccesslogError(f"warehouse {warehouse} not found: pass --warehouse pointing at the folder "
+                             "given to `accesslog run`")
+    return root
+
+
+# -- export ----------------------------------------------------------------------------
+
+
+def export_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Subject,
+                   date_from: date | None = None, date_to: date | None = None) -> tuple[SubjectSearch, list[dict]]:
+    """(search, rows): the subject's full rows as dicts {table, date, <columns>...}, by table,
+    day and file. Full rows are read only from the files the search found."""
+    search = find_subject(warehouse, keystore, subject, date_from, date_to)
+    rows = [{"table": match.table, "date": match.day, **row}
+            for match, found in iter_rows(search) for row in found.to_pylist()]
+    return search, rows
+
+
+def iter_rows(search: SubjectSearch) -> Iterator[tuple[FileMatch, pa.Table]]:
+    """(match, the subject's full rows in that file) for each file the search found."""
+    for match in search.matches:
+        table = _open_parquet(match.path).read()
+        yield match, table.filter(subject_mask(match.table, table, search.pseudonyms.of_period(match.label)))
+
+
+def write_export(search: SubjectSearch, fmt: str, out: TextIO) -> int:
+    """Stream the subject's rows to `out`, file by file; returns the number of rows.
+
+    json: one object per line, {table, date, <columns>...}, maps as objects.
+    csv: one header (table, date, then the columns of the tables found, in schema order; maps
+    as JSON) and one line per row."""
+    if fmt not in ("json", "csv"):
+        raise ValueError(f"unknown format {fmt!r}: expected json or csv")
+    if fmt == "csv":
+        header = _csv_header(search)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+    count = 0
+    for match, found in iter_rows(search):
+        for row in found.to_pylist():
+            row = {"table": match.table, "date": match.day, **row}
+            if fmt == "json":
+                out.write(orjson.dumps(_plain(row)).decode() + "\n")
+            else:
+                writer.writerow(_csv_value(row.get(c)) for c in header)
+            count += 1
+    return count
+
+
+def _csv_header(search: SubjectSearch) -> list[str]:
+    # Files written before a column was added lack it (empty cells); a column no longer in the
+    # schema is still exported: the person has a right to all of it.
+    present = dict.fromkeys(name for m in search.matches for name in _open_parquet(m.path).schema_arrow.names)
+    order = dict.fromkeys(f.name for table in dict.fromkeys(m.table for m in search.matches)
+                          for f in schemas.TABLES[table])
+    return ["table", "date"] + [c for c in order if c in present] + [c for c in present if c not in order]
+
+
+def _plain(row: dict) -> dict:
+    # Map columns arrive as lists of (key, value) pairs: a dict reads as what it is.
+    return {k: dict(v) if isinstance(v, list) and v and isinstance(v[0], tuple) else v for k, v in row.items()}
+
+
+def _csv_value(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return json.dumps(dict(value) if value and isinstance(value[0], tuple) else value)
+    return value
+
+
+# -- erase -----------------------------------------------------------------------------
+
+
+def erase_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Subject,
+                  date_from: date | None = None, date_to: date | None = None, dry_run: bool = False) -> dict:
+    """Rewrite every file holding the subject's rows without them (delete files left empty) and
+    write an audit entry. Returns the report: key_periods (pseudonyms), rows_erased per table,
+    files [{table, date, file, rows_before, rows_erased, action}], audit path. `dry_run`: report
+    what would go, change nothing, write no audit."""
+    root = _warehouse(warehouse)
+    if not dry_run:
+        _refuse_during_run(root)
+    search = find_subject(root, keystore, subject, date_from, date_to)
+    report = {
+        "subject": {"by_ip": subject.ip is not None, "by_user": subject.user is not None},
+        "from": date_from.isoformat() if date_from else None, "to": date_to.isoformat() if date_to else None,
+        "key_periods": search.pseudonyms.periods,
+        "periods_shredded": search.pseudonyms.shredded,
+        "periods_without_key": search.pseudonyms.without_key,
+        "rows_erased": {table: 0 for table in TABLE_DIRS}, "files": [],
+        "dry_run": dry_run, "status": "complete", "audit": None,
+    }
+    if dry_run:
+        for m in search.matches:
+            report["files"].append(_file_entry(root, m, m.total, m.rows, "delete" if m.rows == m.total else "rewrite"))
+            report["rows_erased"][m.table] += m.rows
+        return report
+    for partition in {(m.table, m.day): m.path.parent for m in search.matches}.values():
+        _remove_stale_temp_files(partition)
+    try:
+        for m in search.matches:
+            entry = _erase_from_file(root, m, search.pseudonyms.of_period(m.label))
+            if entry:
+                report["files"].append(entry)
+                report["rows_erased"][m.table] += entry["rows_erased"]
+    except BaseException as e:
+        # Files done so far are erased; record them, then fail. Rerunning finishes the job.
+        report["status"] = "interrupted"
+        report["error"] = type(e).__name__
+        _audit_best_effort(root, report)
+        raise
+    report["audit"] = str(write_audit(root, "erase", _audit_doc(report)))
+    return report
+
+
+def _refuse_during_run(root: Path) -> None:
+    staging = root / "_staging"
+    if staging.is_dir() and any(staging.iterdir()):
+        raise AccesslogError(f"a batch run is writing to this warehouse ({staging} exists): wait until it "
+                             "finishes and retry (if no run is active, remove that folder)")
+
+
+def _file_entry(root: Path, m: FileMatch, before: int, erased: int, action: str) -> dict:
+    return {"table": m.table, "date": m.day.isoformat(), "file": str(m.path.relative_to(root)),
+            "rows_before": before, "rows_erased": erased, "action": action}
+
+
+def _erase_from_file(root: Path, m: FileMatch, pseudonyms: Pseudonyms) -> dict | None:
+    """Rewrite one file without the subject's rows (`pseudonyms` of its period), atomically;
+    None if it holds none (any more)."""
+    for _ in range(3):
+        if not m.path.exists():
+            return None   # removed meanwhile (e.g. by retention)
+        before = os.stat(m.path)
+        parquet = _open_parquet(m.path)
+        table = parquet.read()
+        mask = subject_mask(m.table, table, pseudonyms)
+        erased = pc.sum(mask.cast(pa.int64())).as_py() or 0
+        if not erased:
+            return None
+        kept = table.filter(pc.invert(mask))
+        tmp = None if kept.num_rows == 0 else _write_like(kept, parquet.metadata, m.path, before)
+        if not _same_file(before, m.path):   # a batch run replaced it meanwhile: redo with the new one
+            if tmp:
+                tmp.unlink(missing_ok=True)
+            continue
+        if tmp is None:
+            os.unlink(m.path)
+        else:
+            try:
+                os.replace(tmp, m.path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        _fsync_dir(m.path.parent)
+        return _file_entry(root, m, table.num_rows, erased, "deleted" if tmp is None else "rewritten")
+    raise AccesslogError(f"{m.path} kept changing while erasing: stop the batch run writing to the "
+                         "warehouse and retry")
+
+
+def _write_like(table: pa.Table, meta: pq.FileMetaData, path: Path, original: os.stat_result) -> Path:
+    """Write `table` as the original file was written (codec, sorting metadata, row-group size,
+    no stored Arrow schema; its mode and, if allowed, owner) to a temp name beside it, fsynced;
+    returns the temp path."""
+    first = meta.row_group(0) if meta.num_row_groups else None
+    codec = first.column(0).compression if first is not None and first.num_columns else "ZSTD"
+    codec = {"UNCOMPRESSED": "none", "LZ4_RAW": "lz4"}.get(codec, codec.lower())
+    row_group_size = max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
+    tmp = path.with_name(f".{path.name}.erase-{secrets.token_hex(4)}.tmp")
+    try:
+        pq.write_table(table, tmp, compression=codec, store_schema=False,
+                       sorting_columns=first.sorting_columns if first is not None else None,
+                       row_group_size=row_group_size or None)
+        os.chmod(tmp, original.st_mode & 0o777)
+        if (original.st_uid, original.st_gid) != (os.geteuid(), os.getegid()):
+            try:   # e.g. root erasing in a warehouse the pipeline's user owns
+                os.chown(tmp, original.st_uid, original.st_gid)
+            except PermissionError:
+                pass
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _same_file(before: os.stat_result, path: Path) -> bool:
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_ino, now.st_size, now.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temp_files(folder: Path) -> None:
+    """Temp files of an erase killed between write and rename still hold the kept rows."""
+    for stale in folder.glob(".*.erase-*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _audit_doc(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in ("dry_run", "audit")}
+
+
+def _audit_best_effort(root: Path, report: dict) -> None:
+    try:
+        report["audit"] = str(write_audit(root, "erase", _audit_doc(report)))
+    except Exception:   # the original failure matters more than its record
+        pass
+
+
+# -- CLI ------------------------------------------------------------------------------
+
+
+def register(subparsers) -> None:
+    """Add `accesslog subject export|erase` to the CLI's subparsers (each sets func)."""
+    subject = subparsers.add_parser(
+        "subject", help="data-subject requests: export or erase one person's records",
+        description="Find one person's records (right of access, erasure) by recomputing their pseudonyms "
+                    "from an IP and/or user name under every key period of the requested days whose key still "
+                    "exists, across the access, errors, sessions and rejects tables. Periods whose key was "
+                    "shredded cannot be searched: their records are no longer linkable to anyone. The IP and "
+                    "name are never printed or stored.")
+    actions = subject.add_subparsers(dest="subject_command", required=True, metavar="ACTION")
+
+    export = actions.add_parser(
+        "export", help="print the person's records (JSON lines or CSV)",
+        description="Print every record of the person to stdout, one JSON object per line (or CSV), each with "
+                    "the table and date it comes from. A summary (rows per table, key periods searched, "
+                    "periods that can no longer be searched) goes to stderr, and an audit entry to "
+                    "WAREHOUSE/_audit/<time>-export.json (pseudonyms and counts only).",
+        epilog="example: accesslog subject export --warehouse ./warehouse --keys ~/.config/accesslog/keys "
+               "--ip 203.0.113.7 --from 2026-11-01 --to 2026-11-30 > subject.jsonl")
+    _add_selectors(export)
+    export.add_argument("--format", choices=("json", "csv"), default="json",
+                        help="json: one object per line (default); csv: one header, columns of all tables")
+    export.set_defaults(func=cmd_export)
+
+    erase = actions.add_parser(
+        "erase", help="delete the person's records from the warehouse",
+        description="Rewrite every Parquet file holding the person's records without them (each file is "
+                    "replaced atomically; a file left empty is deleted; other rows are unchanged) and write an "
+                    "audit entry to WAREHOUSE/_audit/<time>-erase.json naming the pseudonyms, key periods and "
+                    "counts. If interrupted, rerun the same command to finish. Records come back if the raw "
+                    "logs holding them are ingested again: erase them there too.",
+        epilog="example: accesslog subject erase --warehouse ./warehouse --keys ~/.config/accesslog/keys "
+               "--ip 203.0.113.7 --dry-run")
+    _add_selectors(erase)
+    erase.add_argument("--dry-run", action="store_true", help="show what would be erased; change nothing")
+    erase.add_argument("--json", action="store_true", help="print the report as JSON")
+    erase.set_defaults(func=cmd_erase)
+
+
+def _add_selectors(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--warehouse", required=True, metavar="DIR", help="the folder given to `accesslog run`")
+    parser.add_argument("--keys", default=None, metavar="PATH",
+                        help="the keystore `accesslog run` used (default: $ACCESSLOG_KEYS, or keys derived "
+                             "from $ACCESSLOG_MASTER_KEY)")
+    parser.add_argument("--key-period", dest="key_period", choices=PERIODS, default=None,
+                        help="key period (default: the keystore's own; with $ACCESSLOG_MASTER_KEY: day)")
+    parser.add_argument("--ip", default=None, metavar="ADDRESS", help="the person's IP address (IPv4 or IPv6)")
+    parser.add_argument("--user", default=None, metavar="NAME",
+                        help="the person's user name as logged ($remote_user / %%u)")
+    parser.add_argument("--from", dest="date_from", type=_iso_date, default=None, metavar="DATE",
+                        help="first day to search (YYYY-MM-DD, UTC; default: the oldest partition)")
+    parser.add_argument("--to", dest="date_to", type=_iso_date, default=None, metavar="DATE",
+                        help="last day to search (YYYY-MM-DD, UTC; default: the newest partition)")
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a date: use YYYY-MM-DD") from None
+
+
+def _keystore(args: argparse.Namespace) -> Keystore:
+    return Keystore.from_options(args.keys, args.key_period, outside=Path(args.warehouse), create=False)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    subject = Subject.parse(args.ip, args.user)
+    search = find_subject(args.warehouse, _keystore(args), subject, args.date_from, args.date_to)
+    write_export(search, args.format, sys.stdout)
+    sys.stdout.flush()
+    doc = {"subject": {"by_ip": subject.ip is not None, "by_user": subject.user is not None},
+           "from": args.date_from, "to": args.date_to, "key_periods": search.pseudonyms.periods,
+           "periods_shredded": search.pseudonyms.shredded, "rows": search.rows_per_table(),
+           "files": len(search.matches)}
+    try:
+        audit = write_audit(args.warehouse, "export", doc)
+    except OSError as e:   # a read-only warehouse still answers the request
+        audit = f"not written ({e.strerror})"
+    print(_summary(search, "exported", audit), file=sys.stderr)
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    subject = Subject.parse(args.ip, args.user)
+    report = erase_subject(args.warehouse, _keystore(args), subject, args.date_from, args.date_to,
+                           dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    verb = "would erase" if args.dry_run else "erased"
+    lines = [f"{f['table']} {f['date']} {f['file']}: {verb} {f['rows_erased']} of {f['rows_before']} rows "
+             f"({f['action']})" for f in report["files"]]
+    total = sum(report["rows_erased"].values())
+    counts = ", ".join(f"{t} {n}" for t, n in report["rows_erased"].items() if n) or "no rows found"
+    lines.append(f"{verb} {total} rows ({counts}) in {len(report['files'])} file(s); "
+                 f"{len(report['key_periods'])} key period(s) searched")
+    if report["periods_shredded"]:
+        lines.append(f"{len(report['periods_shredded'])} period(s) shredded, not searchable: "
+                     f"{_span(report['periods_shredded'])}")
+    if report["audit"]:
+        lines.append(f"audit: {report['audit']}")
+    print("\n".join(lines))
+    return 0
+
+
+def _summary(search: SubjectSearch, verb: str, audit) -> str:
+    counts = ", ".join(f"{t} {n}" for t, n in search.rows_per_table().items() if n) or "no rows found"
+    text = (f"accesslog: {verb} {sum(search.rows_per_table().values())} rows ({counts}); searched "
+            f"{len(search.pseudonyms.periods)} key period(s), {search.partitions_scanned} partition(s), "
+            f"{search.files_scanned} file(s)")
+    if search.pseudonyms.shredded:
+        text += (f"; {len(search.pseudonyms.shredded)} period(s) shredded, their records are unlinkable: "
+                 f"{_span(search.pseudonyms.shredded)}")
+    return text + f"; audit: {audit}"
+
+
+def _span(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else f"{labels[0]} .. {labels[-1]}"
+
