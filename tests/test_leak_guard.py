@@ -111,11 +111,29 @@ def test_every_command_keeps_personal_data_out(tmp_path, inputs, capsys, caplog,
     assert run("parse", errors, "--log-format", "nginx_error", "--keys", keys) == 0
     assert run("stats", "--warehouse", str(wh), "--json") == 0
     assert run("stats", "--warehouse", str(wh)) == 0
+    # Data-subject requests name raw identifiers on the command line; none may echo them.
+    assert run("subject", "export", "--warehouse", str(wh), "--keys", keys, "--ip", IPS_V4[0]) == 0
+    found = printed[-1]
+    assert '"table"' in found and found.count("\n") >= 10, "the subject's rows are exported"
+    assert run("subject", "export", "--warehouse", str(wh), "--keys", keys, "--ip", IPS_V6[1], "--format", "csv") == 0
+    assert run("subject", "export", "--warehouse", str(wh), "--keys", keys, "--user", USERS[1]) == 0
+    assert run("subject", "erase", "--warehouse", str(wh), "--keys", keys, "--ip", IPS_V4[1], "--dry-run") == 0
+    assert run("subject", "erase", "--warehouse", str(wh), "--keys", keys, "--ip", IPS_V4[1]) == 0
+    assert run("retention", "--warehouse", str(tmp_path / "wh2"), "--days", "1", "--now", "2026-11-23T00:00:00Z",
+               "--dry-run") == 0
+    assert run("retention", "--warehouse", str(tmp_path / "wh2"), "--days", "1", "--now", "2026-11-23T00:00:00Z",
+               "--keys", keys) == 0
+    assert run("keys", "list", "--keys", keys) == 0
+    assert run("keys", "list", "--keys", keys, "--json") == 0
     # The rows really are there (the scan is not vacuous).
     tables = {t: [f for f in (wh / t).rglob("*.parquet")] for t in ("access", "errors", "rejects")}
     assert all(tables.values()), tables
     assert_clean(scan_tree(wh) | scan_tree(tmp_path / "wh2") | scan_tree(tmp_path / "wh3"))
-    assert_clean({f"printed[{i}]": text for i, text in enumerate(printed)})
+    for i, text in enumerate(printed):   # printed output, with exported rows' decoded values
+        assert_clean({f"printed[{i}]": text})
+    key_material = [k.get("secret") for k in json.loads(Path(keys).read_text())["keys"].values()]
+    for secret in filter(None, key_material):
+        assert not any(secret in text for text in printed + list(scan_tree(wh).values())), "key material leaked"
     assert_clean({"log messages": "\n".join(r.getMessage() for r in caplog.records)})
     assert os.stat(keys).st_mode & 0o077 == 0
     # Policy 4.1: nothing accesslog writes is readable by other users.
