@@ -72,6 +72,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from accesslog.keystore import Keystore
     from accesslog.preview import dumps, format_for, preview, throwaway_keystore
     from pipelines.batch import identify_inputs, parse_zone
+    from transforms.enrich import GeoLookup
     from transforms.fields import parse_trusted_proxies
     from transforms.scrub import Scrubber, parse_secret_params
 
@@ -100,7 +101,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
                     print(dumps(item))
                 continue
             for item in preview(log_input, fmt, keystore, Scrubber(parse_secret_params(args.secret_params)),
-                                limit=args.limit, keep_nulls=args.all_columns, ip_mode=args.ip_mode):
+                                limit=args.limit, keep_nulls=args.all_columns, ip_mode=args.ip_mode,
+                                geo=GeoLookup(args.geoip_db, args.geo_detail) if args.geoip_db else None):
                 print(dumps(item))
     finally:
         for path in temp:

@@ -18,6 +18,7 @@ from accesslog.keystore import Keystore
 from schemas import TABLES
 from transforms.chunks import LogChunk, LogInput, open_input, read_chunks
 from transforms.detect import detect, sample_lines
+from transforms.enrich import GeoLookup, UserAgentParser, enrich_records
 from transforms.error_entries import pseudonymize_errors
 from transforms.formats import LogFormat, resolve_format
 from transforms.parse import parse_chunk
@@ -50,17 +51,20 @@ def _limited(log_input: LogInput, limit: int | None) -> Iterator[LogChunk]:
 
 
 def preview(log_input: LogInput, fmt: LogFormat, keystore: Keystore, scrubber: Scrubber,
-            limit: int | None = None, keep_nulls: bool = False, ip_mode: str = "hmac") -> Iterator[dict]:
+            limit: int | None = None, keep_nulls: bool = False, ip_mode: str = "hmac",
+            geo: GeoLookup | None = None) -> Iterator[dict]:
     """One dict per input line, in line order: {"line": n, "record": {...}} or
     {"line": n, "reject": reason, "text": redacted line}."""
     strict = any(_sensitive(v) and v != "remote_user" for v in fmt.variables)
+    user_agents = UserAgentParser()
     field_res = sensitive_field_regexes(fmt)
     for chunk in _limited(log_input, limit):
         records, rejects = parse_chunk(fmt, chunk)
         if records.table == "errors":
             table = pseudonymize_errors(records.records, keystore, scrubber)
         else:
-            table = pseudonymize_records(scrub_records(records.records, scrubber), keystore, ip_mode)
+            table = enrich_records(records.records, geo, user_agents)
+            table = pseudonymize_records(scrub_records(table, scrubber), keystore, ip_mode)
         order = {name: i for i, name in enumerate(TABLES[records.table].names)}
         table = table.select(sorted(table.column_names, key=lambda c: order.get(c, len(order))))
         rows = [] if table.num_rows == 0 else table.to_pylist()

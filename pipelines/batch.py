@@ -32,6 +32,7 @@ from accesslog.keystore import Keystore
 from pipelines.options import AccessLogOptions
 from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
 from transforms.detect import detect, sample_lines
+from transforms.enrich import Enrich, GeoLookup
 from transforms.error_entries import AttachErrors, PseudonymizeErrors
 from transforms.fields import parse_trusted_proxies
 from transforms.formats import LogFormat, resolve_format
@@ -160,7 +161,7 @@ def identify_inputs(patterns: list[str], warehouse: str) -> tuple[list[LogInput]
 def build_pipeline(p: beam.Pipeline, inputs: list[LogInput], formats: dict[str, LogFormat], keystore: Keystore,
                    scrubber: Scrubber, warehouse: str, run_id: str, now: datetime, retention_days: int,
                    max_reject_ratio: float, chunk_bytes: int = CHUNK_BYTES, redistribute: bool = False,
-                   ip_mode: str = "hmac"):
+                   ip_mode: str = "hmac", geoip_db: list[str] | None = None, geo_detail: str = "country"):
     """Wire the batch pipeline; returns the PCollection of per-input summaries."""
     cutoff = retention_cutoff(now, retention_days)
     parsed = (p
@@ -173,6 +174,7 @@ def build_pipeline(p: beam.Pipeline, inputs: list[LogInput], formats: dict[str, 
               | "PseudonymizeErrors" >> PseudonymizeErrors(keystore, scrubber))
     access = (parsed.records
               | "EnforceRetention" >> EnforceRetention(cutoff)
+              | "Enrich" >> Enrich(geoip_db, geo_detail)   # needs the raw IP: before pseudonymization
               | "ScrubUrls" >> ScrubUrls(scrubber)
               | "PseudonymizeClients" >> PseudonymizeClients(keystore, ip_mode))
     if any(not f.is_access for f in formats.values()):
@@ -260,6 +262,8 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     parse_zone(config.timezone)
     parse_trusted_proxies(config.trusted_proxies)
     now = parse_now(config.now)
+    if config.geoip_db:   # a bad database fails now, with the path, not inside a worker
+        GeoLookup(config.geoip_db, config.geo_detail).close()
     warehouse = wh.prepare(config.warehouse)
     keystore = Keystore.from_options(config.keys, config.key_period, outside=warehouse)
     keystore.check_window(retention_cutoff(now, config.retention_days).date())
@@ -272,7 +276,7 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         with worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
             build_pipeline(p, inputs, formats, keystore, scrubber, str(warehouse), run_id, now,
                            config.retention_days, config.max_reject_ratio, config.chunk_bytes, redistribute,
-                           config.ip_mode)
+                           config.ip_mode, config.geoip_db, config.geo_detail)
         summaries = _collect_summaries(str(warehouse), run_id, inputs)
     finally:
         for path in temp:

@@ -131,10 +131,14 @@ def test_existing_columns_are_replaced(dbs):
 
 def test_ip_lookups_are_cached_across_chunks(dbs):
     with GeoLookup([dbs["country"]]) as geo:
-        geo.columns(pa.array(["192.0.2.1", "192.0.2.2", "192.0.2.1"]))
-        geo.columns(pa.array(["192.0.2.2", "2001:db8:1::1"]))
-        info = geo.lookup.cache_info()
-    assert (info.misses, info.hits) == (3, 1)
+        looked_up, lookup = [], geo.lookup
+        geo.lookup = lambda ip: looked_up.append(ip) or lookup(ip)
+        first = geo.columns(pa.array(["192.0.2.1", "192.0.2.2", "192.0.2.1", None]))
+        second = geo.columns(pa.array(["192.0.2.2", "2001:db8:1::1"]).dictionary_encode())
+    assert sorted(looked_up) == ["192.0.2.1", "192.0.2.2", "2001:db8:1::1"]
+    assert first["country"].to_pylist() == ["GB", "GB", "GB", None]
+    assert second["country"].to_pylist() == ["GB", "DE"]
+    assert first["country"].type == pa.dictionary(pa.int32(), pa.string())
 
 
 def test_lookups_never_log_or_print_ips(dbs, caplog, capsys):
@@ -322,12 +326,25 @@ def test_user_agents_are_parsed_once_across_chunks():
     assert out["device"].to_pylist() == ["mobile", "bot", "bot", "mobile"]
 
 
-def test_user_agent_cache_is_bounded():
+def test_caches_are_bounded():
     calls = []
-    parser = UserAgentParser(parse=lambda ua: calls.append(ua) or unparsed(ua), cache_size=2)
-    for ua in ["a/1", "b/1", "a/1", "c/1", "a/1", "b/1"]:   # b is the least recently used when c comes
-        parser.describe(ua)
-    assert calls == ["a/1", "b/1", "c/1", "b/1"]
+    parser = UserAgentParser(parse=lambda ua: calls.append(ua) or unparsed(ua), cache_size=4)
+    for i in range(100):
+        parser.columns(pa.array([f"tool{i}/1", "hot/1"]))
+    assert calls.count("hot/1") == 1 and len(calls) == 101   # used in every chunk: never forgotten
+    cache = parser.cache
+    assert len(cache.young) + len(cache.old) <= 4 and len(cache.results) <= 4 * 4 + 1
+    parser.columns(pa.array(["tool0/1"]))
+    assert calls[-1] == "tool0/1"   # forgotten long ago: parsed again
+
+
+def test_results_stay_right_when_the_cache_starts_over():
+    own_family = lambda ua: SimpleNamespace(user_agent=SimpleNamespace(family=ua, major="1"), os=None, device=None)
+    parser = UserAgentParser(parse=own_family, cache_size=2)   # every agent its own result: many resets
+    for i in range(40):
+        uas = [f"a{i}", None, f"a{i - 1}", f"a{i}", "b"]
+        assert parser.columns(pa.array(uas))["browser"].to_pylist() == uas
+    assert len(parser.cache.results) <= 4 * 2 + 1
 
 
 # ------------------------------------------------------------------------------------------------ Beam

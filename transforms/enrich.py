@@ -17,9 +17,7 @@ logged: lookup errors (whose messages would quote the address) are swallowed.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
-from collections import OrderedDict
 
 import apache_beam as beam
 import maxminddb
@@ -97,32 +95,111 @@ _DESKTOP_OS = frozenset({"Mac OS X", "macOS", "Mac OS", "Chrome OS", "ChromeOS",
 _MAX_PARSED_CHARS = 1024
 
 
-def per_distinct(values: pa.Array | pa.ChunkedArray, describe, types: dict[str, pa.DataType],
-                 batch: bool = False) -> dict[str, pa.Array]:
-    """Columns named like `types` from `describe(value) -> tuple` (its first len(types) fields),
-    called once per distinct value (`batch`: describe(list of values) -> list of tuples, called
-    once); null values give nulls. String columns come out
-    dictionary-encoded with their own small dictionary (a hundred countries, not thousands of IPs)."""
-    enc = encoded(values)
-    nulls = (None,) * len(types)
-    uniques = enc.dictionary.to_pylist()
-    if batch:
-        known = iter(describe([v for v in uniques if v is not None]))
-        found = [nulls if v is None else next(known) for v in uniques]
-    else:
-        found = [nulls if v is None else describe(v) for v in uniques]
-    columns = {}
-    for (name, type_), field in zip(types.items(), zip(*found) if found else [()] * len(types)):
-        per_value = pa.array(field, type_)
-        if pa.types.is_string(type_):
-            own = pc.dictionary_encode(per_value)   # nulls stay null indices
-            columns[name] = pa.DictionaryArray.from_arrays(own.indices.take(enc.indices), own.dictionary)
-        else:
-            columns[name] = per_value.take(enc.indices)
-    return columns
+class ResultCache:
+    """Columns of a chunk from a function of each distinct value, memoized across chunks.
+
+    A value (IP, user agent) maps to a small int naming its result tuple; results repeat far
+    more than values (thousands of user agents, a few hundred (browser, version, os, device)
+    tuples), so each result is stored once and a chunk's columns are `take`s from arrays over
+    the results. Bounded by two generations, an LRU without per-hit bookkeeping: a value
+    unused for a whole generation (size / 2 new values) is forgotten and computed again.
+    """
+
+    def __init__(self, types: dict[str, pa.DataType], size: int):
+        self.types, self.size = types, max(2, size)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.young: dict = {}
+        self.old: dict = {}
+        self.results: list[tuple] = [(None,) * len(self.types)]   # id 0: nothing known
+        self.result_ids: dict[tuple, int] = {self.results[0]: 0}
+        self._arrays: dict[str, tuple] = {}
+        self._codes: dict[str, dict] = {}   # per string column: value -> dictionary index
+        self._arrays_for = 0
+
+    def _get(self, value) -> int | None:
+        rid = self.young.get(value)
+        if rid is None:
+            rid = self.old.get(value)
+            if rid is not None:
+                self._put(value, rid)
+        return rid
+
+    def _put(self, value, rid: int) -> None:
+        self.young[value] = rid
+        if len(self.young) >= self.size // 2:
+            self.old, self.young = self.young, {}
+
+    def _intern(self, result: tuple) -> int:
+        result = tuple(result[:len(self.types)])
+        rid = self.result_ids.get(result)
+        if rid is None:
+            rid = self.result_ids[result] = len(self.results)
+            self.results.append(result)
+        return rid
+
+    def _result_arrays(self) -> dict[str, tuple]:
+        """Per column: (result id -> dictionary index, dictionary) for strings, (values, None) for
+        others; extended by the results added since the last call (never rebuilt: cities x ASNs
+        can be many)."""
+        tail = self.results[self._arrays_for:]
+        if not tail:
+            return self._arrays
+        for i, (name, type_) in enumerate(self.types.items()):
+            values = [r[i] for r in tail]
+            if not pa.types.is_string(type_):
+                known = self._arrays.get(name, (pa.array([], type_), None))[0]
+                self._arrays[name] = (pa.concat_arrays([known, pa.array(values, type_)]), None)
+                continue
+            codes = self._codes.setdefault(name, {})
+            indices, added = [], []
+            for v in values:
+                code = None if v is None else codes.get(v)
+                if code is None and v is not None:
+                    code = codes[v] = len(codes)
+                    added.append(v)
+                indices.append(code)
+            known_indices, known_dictionary = self._arrays.get(name, (pa.array([], pa.int32()), pa.array([], type_)))
+            self._arrays[name] = (pa.concat_arrays([known_indices, pa.array(indices, pa.int32())]),
+                                  pa.concat_arrays([known_dictionary, pa.array(added, type_)]))
+        self._arrays_for = len(self.results)
+        return self._arrays
+
+    def columns(self, values: pa.Array | pa.ChunkedArray, describe_many) -> dict[str, pa.Array]:
+        """`values` -> the `types` columns; describe_many(list of new values) -> list of result
+        tuples is called once, with the distinct non-null values no earlier chunk had."""
+        if len(self.results) > 4 * self.size:   # results of forgotten values pile up: start over
+            self._reset()
+        enc = encoded(values)
+        uniques = enc.dictionary.to_pylist()
+        ids = list(map(self.young.get, uniques))   # the common case, at C speed
+        missing = {}
+        for i in [i for i, rid in enumerate(ids) if rid is None]:
+            value = uniques[i]
+            rid = 0 if value is None else self._get(value)
+            if rid is None:
+                missing.setdefault(value, []).append(i)
+            else:
+                ids[i] = rid
+        if missing:
+            for (value, positions), result in zip(missing.items(), describe_many(list(missing))):
+                rid = self._intern(result)
+                self._put(value, rid)
+                for i in positions:
+                    ids[i] = rid
+        rows = pa.array(ids, pa.int32()).take(enc.indices)   # null rows stay null
+        columns = {}
+        for name, (per_result, dictionary) in self._result_arrays().items():
+            taken = per_result.take(rows)
+            columns[name] = taken if dictionary is None else pa.DictionaryArray.from_arrays(taken, dictionary)
+        return columns
 
 
 # ---------------------------------------------------------------------------------------------- GeoIP
+
+_NO_GEO = (None,) * 5
+
 
 def _name(entity: dict | None) -> str | None:
     names = (entity or {}).get("names") or {}
@@ -165,7 +242,7 @@ class GeoLookup:
     Beam DoFns open them in `setup`.
     """
 
-    def __init__(self, paths: list[str], detail: str = "country", cache_size: int = 1 << 16):
+    def __init__(self, paths: list[str], detail: str = "country", cache_size: int = 1 << 18):
         if detail not in GEO_DETAILS:
             raise AccesslogError(f"--geo-detail must be 'country' or 'city', not {detail!r}")
         self.paths, self.detail = list(paths), detail
@@ -178,12 +255,14 @@ class GeoLookup:
                 raise AccesslogError(f"GeoIP database {path}: {_reason(path, exc)}; give --geoip-db a MaxMind-format "
                                      ".mmdb file (GeoLite2/GeoIP2 Country, City or ASN, or DB-IP lite)") from None
             self._readers.append((reader, reader.metadata().ip_version == 6))
-        self.lookup = functools.lru_cache(maxsize=cache_size)(self._lookup)
+        names = list(GEO_TYPES) if detail == "city" else ["country", "asn", "as_org"]
+        self.cache = ResultCache({name: GEO_TYPES[name] for name in names}, cache_size)
 
-    def _lookup(self, ip: str) -> tuple:
-        fields = [None] * 5
+    def lookup(self, ip: str) -> tuple:
+        """One IP (canonical text, or `name:<host>`) -> (country, asn, as_org, region, city), uncached."""
+        found = None
         if ip.startswith("name:"):   # a client logged by host name: nothing to look up
-            return tuple(fields)
+            return _NO_GEO
         city = self.detail == "city"
         for reader, has_v6 in self._readers:
             if ":" in ip and not has_v6:
@@ -193,8 +272,10 @@ class GeoLookup:
             except ValueError:   # the message quotes the IP: never log or re-raise it
                 continue
             if isinstance(record, dict):
-                fields = [old if old is not None else new for old, new in zip(fields, _geo_fields(record, city))]
-        return tuple(fields)
+                fields = _geo_fields(record, city)
+                found = fields if found is None else tuple(old if old is not None else new
+                                                           for old, new in zip(found, fields))
+        return found or _NO_GEO
 
     def close(self) -> None:
         for reader, _ in self._readers:
@@ -209,8 +290,7 @@ class GeoLookup:
 
     def columns(self, client_ip: pa.Array | pa.ChunkedArray) -> dict[str, pa.Array]:
         """`_client_ip` column -> {country, asn, as_org[, region, city]} columns (nulls where unknown)."""
-        names = list(GEO_TYPES) if self.detail == "city" else ["country", "asn", "as_org"]
-        return per_distinct(client_ip, self.lookup, {name: GEO_TYPES[name] for name in names})
+        return self.cache.columns(client_ip, lambda ips: [self.lookup(ip) for ip in ips])
 
 
 # ---------------------------------------------------------------------------------------- user agents
@@ -270,44 +350,35 @@ class UserAgentParser:
 
     `resolver`: "auto" picks the fastest installed ua-parser resolver (ua-parser-rs, then
     google-re2, then pure Python). `parse` replaces ua-parser (str -> Result-like with
-    user_agent/os/device), for tests. The LRU holds the derived tuple, so ua-parser's own
-    cache would only duplicate it and is not used.
+    user_agent/os/device), for tests. `columns` memoizes per distinct user agent across
+    chunks (ResultCache of the derived tuples; ua-parser's own cache would only duplicate it).
     """
 
-    def __init__(self, resolver: str = "auto", cache_size: int = 1 << 15, parse=None):
+    def __init__(self, resolver: str = "auto", cache_size: int = 1 << 16, parse=None):
         if parse is None:
             parser, self.resolver = _ua_parser_resolver(resolver)
             parse = parser.parse
         else:
             self.resolver = "custom"
         self._parse = parse
-        self._cache: OrderedDict[str, tuple] = OrderedDict()
-        self.cache_size = cache_size
+        self.cache = ResultCache(UA_TYPES, cache_size)
 
     def describe(self, ua: str) -> tuple:
+        """One user agent -> (browser, browser_version, os, device, is_bot), uncached."""
         return self.describe_many([ua])[0]
 
     def describe_many(self, uas: list[str]) -> list[tuple]:
-        """Distinct user agents -> their tuples; only those not in the cache are parsed."""
-        found = [self._cache.get(ua) for ua in uas]
-        new = list(dict.fromkeys(ua for ua, known in zip(uas, found) if known is None))
-        fresh = {ua: (None,) * 5 if ua in ("", "-") else describe_user_agent(ua, self._parse(ua[:_MAX_PARSED_CHARS]),
-                                                                             screens)
-                 for ua, screens in zip(new, screen_user_agents(new) if new else [])}
-        for ua, known in zip(uas, found):
-            if known is not None:
-                self._cache.move_to_end(ua)
-        self._cache.update(fresh)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return [known if known is not None else fresh[ua] for ua, known in zip(uas, found)]
+        """User agents -> their tuples, uncached; the RE2 screens run once over the batch."""
+        screened = screen_user_agents(uas) if uas else []
+        return [(None,) * 5 if ua in ("", "-") else describe_user_agent(ua, self._parse(ua[:_MAX_PARSED_CHARS]), flags)
+                for ua, flags in zip(uas, screened)]
 
     def columns(self, user_agent: pa.Array | pa.ChunkedArray) -> dict[str, pa.Array]:
         """`user_agent` column -> {browser, browser_version, os, device, is_bot} columns.
 
         A missing user agent says nothing about the client: all five are null (so
         `is_bot IS NOT TRUE` keeps those rows and `NOT is_bot` drops them)."""
-        return per_distinct(user_agent, self.describe_many, UA_TYPES, batch=True)
+        return self.cache.columns(user_agent, self.describe_many)
 
 
 # ------------------------------------------------------------------------------------------ the stage
