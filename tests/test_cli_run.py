@@ -285,3 +285,24 @@ def test_python_m_pipelines_batch(tmp_path, log, keys):
                            "--runner=FnApiRunner"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert read_table(wh).num_rows == 300
+
+
+def test_apply_retention_after_run_and_shredded_window_refused(tmp_path, log, keys, capsys):
+    wh = tmp_path / "wh"
+    # 11-20..11-22 ingested with a window reaching back far enough to keep them all.
+    assert run_cli(*run_args(log, wh, keys, "--retention-days", "30"), capsys=capsys)[0] == 0
+    days = sorted(p.name for p in (wh / "access").iterdir())
+    assert days[0] < "date=2026-11-21" < days[-1]
+    # A later run with --apply-retention and a 2-day window (now = 11-23): older partitions go.
+    other = write_log(tmp_path / "other.log", [render(r) for r in sample_requests(5)])
+    code, out, err = run_cli("run", str(other), "--warehouse", str(wh), "--keys", keys, "--log-format",
+                             "timed_combined", "--now", "2026-11-23T00:00:00Z", "--retention-days", "2",
+                             "--apply-retention", capsys=capsys)
+    assert code == 0, err
+    assert all(p.name >= "date=2026-11-21" for p in (wh / "access").iterdir())
+    manifest = max((wh / "_runs").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    assert json.loads(manifest.read_text())["retention"]
+    assert list((wh / "_audit").glob("*retention*.json"))
+    # The 11-20 key was shredded with its partitions: a run whose window still covers it is refused.
+    code, _, err = run_cli(*run_args(log, wh, keys, "--retention-days", "30"), capsys=capsys)
+    assert code == 2 and "shredded" in err and len(err.strip().splitlines()) == 1
