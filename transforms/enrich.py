@@ -10,9 +10,10 @@ when installed: `pip install 'accesslog[fast]'`) plus a crawler list for the too
 Fills `browser`, `browser_version` (major), `os`, `device` (desktop/mobile/tablet/bot/other)
 and `is_bot`.
 
-Both caches (distinct IP / user agent -> result) are bounded LRUs that live as long as the
-worker, so a chunk only pays for values no earlier chunk had. IPs stay in memory and are never
-logged: lookup errors (whose messages would quote the address) are swallowed.
+Both caches (distinct IP / user agent -> result, `ResultCache`) are bounded and live as long as
+the worker, so a chunk mostly pays only for values no earlier chunk had. IPs stay in memory (the
+cache included) and are never logged: lookup errors, whose messages quote the address, are
+swallowed.
 """
 from __future__ import annotations
 
@@ -118,14 +119,6 @@ class ResultCache:
         self._codes: dict[str, dict] = {}   # per string column: value -> dictionary index
         self._arrays_for = 0
 
-    def _get(self, value) -> int | None:
-        rid = self.young.get(value)
-        if rid is None:
-            rid = self.old.get(value)
-            if rid is not None:
-                self._put(value, rid)
-        return rid
-
     def _put(self, value, rid: int) -> None:
         self.young[value] = rid
         if len(self.young) >= self.size // 2:
@@ -177,11 +170,13 @@ class ResultCache:
         missing = {}
         for i in [i for i, rid in enumerate(ids) if rid is None]:
             value = uniques[i]
-            rid = 0 if value is None else self._get(value)
-            if rid is None:
-                missing.setdefault(value, []).append(i)
-            else:
+            if value is None:
+                ids[i] = 0
+            elif (rid := self.old.get(value)) is not None:
                 ids[i] = rid
+                self._put(value, rid)   # used again: survives the next generation
+            else:
+                missing.setdefault(value, []).append(i)
         if missing:
             for (value, positions), result in zip(missing.items(), describe_many(list(missing))):
                 rid = self._intern(result)
