@@ -58,12 +58,32 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0 if result.ok else 1
 
 
+def _stats_connection(warehouse: str):
+    """DuckDB over the warehouse, with the per-day aggregate cache kept in WAREHOUSE/_cache/
+    so the next `accesslog stats` starts warm; without it when locked or read-only."""
+    from pathlib import Path
+
+    from accesslog.stats import connect
+
+    cache = Path(warehouse) / "_cache" / "stats.duckdb"
+    if not Path(warehouse).is_dir():
+        return connect(warehouse)   # raises the "warehouse not found" error
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return connect(warehouse, cache_file=str(cache))
+    except (OSError, AccesslogError):
+        return connect(warehouse)
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
-    from accesslog.stats import StatsFilter, connect, render, usage_stats
+    from accesslog.stats import StatsFilter, render, select_reports, usage_stats
 
     fmt = "json" if args.json else args.format
-    con = connect(args.warehouse)
-    reports = usage_stats(con, StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host))
+    flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host, path_prefix=args.path_prefix,
+                      exclude_bots=not args.include_bots, exclude_assets=not args.include_assets)
+    names = select_reports(args.report)
+    con = _stats_connection(args.warehouse)
+    reports = usage_stats(con, flt, names, top_n=args.top, granularity=args.granularity)
     print(render(reports, fmt))
     return 0
 
@@ -145,10 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the compiled field list (variable -> column) instead of parsing")
     parse.add_argument("--all-columns", action="store_true", help="include columns that are null")
 
-    from accesslog import keystore, retention, subject
+    from accesslog import keystore, report, retention, subject
     keystore.register(sub)
     subject.register(sub)
     retention.register(sub)
+    report.register(sub)
 
     stats = sub.add_parser(
         "stats", help="usage statistics from the warehouse (DuckDB)",
@@ -158,6 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--from", dest="date_from", type=_iso_date, help="first day (YYYY-MM-DD, UTC)")
     stats.add_argument("--to", dest="date_to", type=_iso_date, help="last day (YYYY-MM-DD, UTC)")
     stats.add_argument("--host", help="only this virtual host")
+    stats.add_argument("--path-prefix", help="only requests whose path starts with this (literally)")
+    bots = stats.add_mutually_exclusive_group()
+    bots.add_argument("--exclude-bots", action="store_true", default=True,
+                      help="bots are not page views or visitors (default)")
+    bots.add_argument("--include-bots", action="store_true", help="count bots as page views and visitors")
+    stats.add_argument("--include-assets", action="store_true",
+                       help="count static assets (css, js, images, fonts, ...) as page views")
+    stats.add_argument("--report", action="append", metavar="NAME",
+                       help="only these reports (repeatable or comma-separated; 'all' for every one). "
+                            "Names: totals, traffic, top_pages, entry_pages, exit_pages, referrer_hosts, sessions, "
+                            "status_classes, error_rate, top_failing_paths, latency, latency_by_path, browsers, "
+                            "operating_systems, devices, bot_share, countries, asns, languages, errors_by_level, "
+                            "error_patterns")
+    stats.add_argument("--granularity", choices=("hour", "day", "week"), default="day",
+                       help="buckets of the traffic report (default day)")
+    stats.add_argument("--top", type=int, default=10, help="rows of ranked reports (default 10)")
     stats.add_argument("--format", choices=("table", "csv", "json"), default="table")
     stats.add_argument("--json", action="store_true", help="same as --format json")
     return parser

@@ -1,19 +1,36 @@
 """Usage statistics over the Parquet warehouse, computed by DuckDB.
 
-`connect` opens an in-memory DuckDB with one view per table in `schemas.TABLES`;
-`usage_stats` runs the named reports for a `StatsFilter` and returns Arrow tables;
-`render` is the one place that turns reports into text (table, JSON or CSV).
+`connect` opens an in-memory DuckDB with one view per table in `schemas.TABLES`. Each report
+is a function `name(con, flt, ...) -> pyarrow.Table` registered in REPORTS; `usage_stats`
+runs a list of them (DEFAULT_REPORTS unless told otherwise), `select_reports` validates
+report names given by a user, and `render` is the one place that turns reports into text
+(table, JSON or CSV).
 
-All report SQL is below as module-level constants with `$name` parameters. Values
-are bound, never formatted in. The only formatted SQL is the view definition:
-DuckDB cannot bind a table-function path inside a view, so the warehouse path is
-inlined with its single quotes doubled.
+Reports read per-day aggregates that accesslog.daily_aggregates computes from the files
+once per day and scope and keeps per connection (or in a cache file), so repeated reports
+on a big warehouse are fast. Its docstring defines page views, visitors and visits; in short:
+
+* Request figures (requests, bytes, statuses, error rates, latency, bot share) count every
+  request the filter selects, bots included: they describe the server's work.
+* Audience figures (pages, visitors, top/entry/exit pages, referrers, browsers, systems,
+  devices, countries, ASNs, languages, visits) count page views: GET/HEAD answered 2xx/304,
+  static assets and bots left out unless the filter says otherwise.
+* Visitors are distinct client_ids per day (or hour). client_id rotates with the daily key,
+  so no count can follow a person across days; over several days the figures are
+  visitor-days, the sum of the daily counts.
+
+All SQL is in module-level constants with `$name` parameters. Values are bound, never
+formatted in; the only formatted names are the cache schema (a constant) and two paths
+DuckDB cannot bind, quoted: the warehouse's in the views and the cache file's in ATTACH.
 """
 from __future__ import annotations
 
+import contextvars
 import csv
 import datetime as dt
+import inspect
 import io
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,179 +39,478 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-import schemas
+from accesslog import daily_aggregates as daily
 from accesslog.errors import AccesslogError
-
-# Every report reads the access table through this filter. The `$x IS NULL OR ...`
-# form keeps each filter optional; DuckDB folds the bound values before planning,
-# so the `date` condition still prunes whole hive partitions (files of excluded
-# dates are not opened).
-_FILTERED_ACCESS = """
-filtered AS (
-    SELECT * FROM access
-    WHERE ($date_from::DATE IS NULL OR date >= $date_from::DATE)
-      AND ($date_to::DATE IS NULL OR date <= $date_to::DATE)
-      AND ($host::VARCHAR IS NULL OR host = $host::VARCHAR)
-)"""
-
-# sum() of BIGINT is HUGEINT in DuckDB, which reaches Arrow as decimal128(38, 0);
-# the casts keep byte counts plain int64.
-REQUESTS_PER_DAY_SQL = f"""
-WITH {_FILTERED_ACCESS}
-SELECT date,
-       count(*) AS requests,
-       count(DISTINCT client_id) AS unique_clients,
-       CAST(coalesce(sum(bytes_sent), 0) AS BIGINT) AS bytes
-FROM filtered
-GROUP BY date
-ORDER BY date
-"""
-
-STATUS_CLASSES_SQL = f"""
-WITH {_FILTERED_ACCESS}
-SELECT CAST(status // 100 AS VARCHAR) || 'xx' AS status_class,
-       count(*) AS requests,
-       CAST(count(*) AS DOUBLE) / sum(count(*)) OVER () AS share
-FROM filtered
-GROUP BY status_class
-ORDER BY status_class
-"""
-
-TOP_PATHS_SQL = f"""
-WITH {_FILTERED_ACCESS}
-SELECT url_path,
-       count(*) AS requests,
-       count(DISTINCT client_id) AS unique_clients
-FROM filtered
-GROUP BY url_path
-ORDER BY requests DESC, url_path
-LIMIT $top_n
-"""
-
-# One row always: timed_requests = 0 and null percentiles when no row has a duration
-# (e.g. the nginx log format did not include $request_time).
-LATENCY_SQL = f"""
-WITH {_FILTERED_ACCESS}
-SELECT count(duration_ms) AS timed_requests,
-       quantile_cont(duration_ms, 0.50) AS p50_ms,
-       quantile_cont(duration_ms, 0.95) AS p95_ms,
-       quantile_cont(duration_ms, 0.99) AS p99_ms
-FROM filtered
-"""
-
-# unique_clients is the SUM of the daily unique clients ("client-days"), not a
-# distinct count over the period: client_id is keyed by a period key that rotates
-# (daily by default), so the same visitor has a different client_id each period.
-# Summing per day gives a number that does not depend on the rotation period.
-TOTALS_SQL = f"""
-WITH {_FILTERED_ACCESS},
-per_day AS (
-    SELECT date,
-           count(*) AS requests,
-           count(DISTINCT client_id) AS unique_clients,
-           sum(bytes_sent) AS bytes,
-           min(received_at) AS first_received_at,
-           max(received_at) AS last_received_at
-    FROM filtered
-    GROUP BY date
-)
-SELECT CAST(coalesce(sum(requests), 0) AS BIGINT) AS requests,
-       CAST(coalesce(sum(unique_clients), 0) AS BIGINT) AS unique_clients,
-       CAST(coalesce(sum(bytes), 0) AS BIGINT) AS bytes,
-       count(*) AS days,
-       min(first_received_at) AS first_received_at,
-       max(last_received_at) AS last_received_at
-FROM per_day
-"""
-
-# Report name -> SQL, in the order reports are shown.
-REPORTS: dict[str, str] = {
-    "totals": TOTALS_SQL,
-    "requests_per_day": REQUESTS_PER_DAY_SQL,
-    "status_classes": STATUS_CLASSES_SQL,
-    "top_paths": TOP_PATHS_SQL,
-    "latency": LATENCY_SQL,
-}
 
 Format = Literal["table", "json", "csv"]
 FORMATS: tuple[str, ...] = ("table", "json", "csv")
+Granularity = Literal["hour", "day", "week"]
+GRANULARITIES: tuple[str, ...] = ("hour", "day", "week")
+QUANTILES = (0.50, 0.90, 0.95, 0.99)
 
 
 @dataclass(frozen=True)
 class StatsFilter:
-    """Which access rows the reports cover; None means no restriction.
+    """Which rows the reports cover; None means no restriction.
 
-    Dates are inclusive and compare against the warehouse's `date=` partition (UTC day
-    of `received_at`), so excluded days are pruned without reading their files.
+    date_from, date_to: inclusive UTC days, compared with the warehouse's `date=` partitions,
+        so other days' files are never opened.
+    host: only requests (and error-log entries, sessions) of this virtual host, exactly.
+    path_prefix: only requests whose url_path starts with it, literally (no wildcards);
+        error-log entries by the path of their request line. With a prefix, visits are
+        always derived from the access rows (a sessions table cannot be cut by path).
+    exclude_bots: bot requests (is_bot) are not page views, so they count in no audience
+        figure; request figures always include them (bot_share shows their part).
+    exclude_assets: requests for static assets (daily_aggregates.ASSET_EXTENSIONS) are not
+        page views.
     """
 
     date_from: dt.date | None = None
     date_to: dt.date | None = None
     host: str | None = None
+    path_prefix: str | None = None
+    exclude_bots: bool = True
+    exclude_assets: bool = True
 
     def params(self) -> dict[str, object]:
-        """The bound parameters shared by every report query."""
-        return {"date_from": self.date_from, "date_to": self.date_to, "host": self.host}
+        """The bound values of the row filter over the `access` view (see LATENCY_BY_PATH_SQL)."""
+        return {"date_from": self.date_from, "date_to": self.date_to, "host": self.host,
+                "path_prefix": self.path_prefix}
 
 
-def connect(warehouse: str | Path, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """Open an in-memory DuckDB with a view per warehouse table (access, errors, ...).
+def connect(warehouse: str | Path, *, threads: int | None = None,
+            cache_file: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+    """Open an in-memory DuckDB with a view per warehouse table (access, errors, sessions, rejects).
 
-    Each view reads `WAREHOUSE/<table>/**/*.parquet` with the hive `date` column typed
-    DATE. A table without files yet gets an empty view with the schema's columns, so
-    queries return no rows instead of failing. `threads` defaults to DuckDB's choice.
-    Raises AccesslogError when the warehouse folder does not exist.
+    Each view reads `WAREHOUSE/<table>/**/*.parquet` with the hive `date` column typed DATE;
+    a table without files gets an empty view with the schema's columns, so reports return no
+    rows instead of failing. `threads` defaults to DuckDB's choice. The per-day aggregates
+    live in the connection's temp schema, or in the DuckDB file `cache_file` (created if
+    needed) so that the next process starts warm; it holds counts, never a client_id.
+    Raises AccesslogError when the warehouse folder does not exist or the cache file cannot
+    be opened (e.g. another process has it open).
     """
     root = Path(warehouse).expanduser()
     if not root.is_dir():
         raise AccesslogError(
             f"warehouse {warehouse} not found: pass --warehouse pointing at the folder given to `accesslog run`")
     con = duckdb.connect(":memory:", config={} if threads is None else {"threads": int(threads)})
-    con.execute("SET TimeZone = 'UTC'")
-    for table, schema in schemas.TABLES.items():
-        _create_table_view(con, root.resolve(), table, schema)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        daily.attach_warehouse(con, root.resolve(), cache_file)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
-def _create_table_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, schema: pa.Schema) -> None:
-    pattern = (root / table / "**" / "*.parquet").as_posix()
-    # Ask DuckDB's own glob, so "has files" means exactly what read_parquet will see
-    # (read_parquet fails with "No files found" on an empty glob). fetchall, not
-    # fetchone: DuckDB 2 refuses further work while an execute() result is unfinished.
-    [(file_count,)] = con.execute("SELECT count(*) FROM glob($pattern)", {"pattern": pattern}).fetchall()
-    if file_count == 0:
-        con.register(table, schema.append(pa.field("date", pa.date32())).empty_table())
-        return
-    # `table` comes from schemas.TABLES, not from the user; the path is quoted.
-    # hive_types pins `date` to DATE: inference would silently turn the column into
-    # VARCHAR if one stray folder were named e.g. date=unknown.
-    quoted = pattern.replace("'", "''")
-    con.execute(
-        f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{quoted}', hive_partitioning = true, "
-        f"union_by_name = true, hive_types = {{'date': DATE}})")
+def clear_cache(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the connection's per-day aggregates; the next report recomputes them from the files."""
+    daily.clear(con)
 
 
-def usage_stats(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
-                top_n: int = 10) -> dict[str, pa.Table]:
-    """Run every report in REPORTS over the access rows `flt` selects.
+# -- report SQL over the per-day aggregate tables ({cache} is the cache schema) --------------
 
-    Returns report name -> Arrow table:
-    totals (requests, unique_clients [summed per day], bytes, days, first/last_received_at),
-    requests_per_day (date, requests, unique_clients, bytes),
-    status_classes (status_class e.g. '2xx', requests, share of requests),
-    top_paths (url_path, requests, unique_clients; top `top_n` by requests),
-    latency (timed_requests, p50_ms, p95_ms, p99_ms of duration_ms).
-    Grouped reports have zero rows when nothing matches; totals and latency have one row.
+_SELECTED_DAYS = """scope = $scope AND ($date_from::DATE IS NULL OR date >= $date_from::DATE)
+    AND ($date_to::DATE IS NULL OR date <= $date_to::DATE)"""
+
+
+def _quantile_ctes(values: str, quantiles: list[float], names: list[str], result: str) -> str:
+    """CTEs ending in `result(n, <names>...)`: exact quantile_cont values from a `values(value, n)`
+    CTE of counts, without expanding the counts.
+
+    quantile_cont(q) over N sorted values x_0..x_{N-1} is x_lo + (h - lo) * (x_hi - x_lo) with
+    h = (N - 1) * q, lo = floor(h), hi = ceil(h); x_r is the largest value with fewer than r + 1
+    values below it. Null when N = 0.
     """
+    picks = ", ".join(f"max(CASE WHEN q = {q!r} THEN x_lo + (h - floor(h)) * (x_hi - x_lo) END) AS {name}"
+                      for q, name in zip(quantiles, names))
+    return f"""{result}_ranked AS (
+    SELECT value, sum(n) OVER (ORDER BY value ROWS UNBOUNDED PRECEDING) - n AS below FROM {values}),
+{result}_total AS (SELECT CAST(coalesce(sum(n), 0) AS BIGINT) AS n FROM {values}),
+{result}_ranks AS (
+    SELECT q, (n - 1) * q AS h FROM {result}_total, unnest({list(quantiles)!r}::DOUBLE[]) AS t(q) WHERE n > 0),
+{result}_picked AS (
+    SELECT q, h,
+           (SELECT max(value) FROM {result}_ranked WHERE below <= floor(h)) AS x_lo,
+           (SELECT max(value) FROM {result}_ranked WHERE below <= ceil(h)) AS x_hi
+    FROM {result}_ranks),
+{result} AS (SELECT any_value({result}_total.n) AS n, {picks} FROM {result}_total, {result}_picked)"""
+
+
+TOTALS_SQL = f"""
+SELECT CAST(coalesce(sum(requests), 0) AS BIGINT) AS requests,
+       CAST(coalesce(sum(pages), 0) AS BIGINT) AS pages,
+       CAST(coalesce(sum(bytes), 0) AS BIGINT) AS bytes,
+       CAST(coalesce(sum(visitors), 0) AS BIGINT) AS visitor_days,
+       count(*) AS days,
+       min(first_received_at) AS first_received_at,
+       max(last_received_at) AS last_received_at
+FROM {{cache}}.daily_days WHERE {_SELECTED_DAYS}
+"""
+
+# unique_visitors: distinct client_ids in the hour or day; a week's figure is the sum of its
+# days (visitor-days), because daily key rotation makes cross-day uniqueness impossible.
+# Weeks start on Monday and only hold the selected days.
+TRAFFIC_SQL: dict[str, str] = {
+    "hour": f"""
+        SELECT to_timestamp(hour * 3600) AS hour, requests, pages, visitors AS unique_visitors
+        FROM {{cache}}.daily_hours WHERE {_SELECTED_DAYS} ORDER BY 1""",
+    "day": f"""
+        SELECT date, requests, pages, visitors AS unique_visitors
+        FROM {{cache}}.daily_days WHERE {_SELECTED_DAYS} ORDER BY date""",
+    "week": f"""
+        SELECT CAST(date_trunc('week', date) AS DATE) AS week, CAST(sum(requests) AS BIGINT) AS requests,
+               CAST(sum(pages) AS BIGINT) AS pages, CAST(sum(visitors) AS BIGINT) AS unique_visitors
+        FROM {{cache}}.daily_days WHERE {_SELECTED_DAYS} GROUP BY week ORDER BY week""",
+}
+
+TOP_PAGES_SQL = f"""
+SELECT url_path, CAST(sum(pages) AS BIGINT) AS pages, CAST(sum(visitors) AS BIGINT) AS visitors
+FROM {{cache}}.daily_paths WHERE {_SELECTED_DAYS} AND pages > 0
+GROUP BY url_path ORDER BY pages DESC, visitors DESC, url_path LIMIT $top_n
+"""
+
+VISIT_PAGES_SQL = f"""
+SELECT url_path, CAST(sum(visits) AS BIGINT) AS visits
+FROM {{cache}}.daily_visit_pages WHERE {_SELECTED_DAYS} AND kind = $kind
+GROUP BY url_path ORDER BY visits DESC, url_path LIMIT $top_n
+"""
+
+STATUS_CLASSES_SQL = f"""
+SELECT CAST(status // 100 AS VARCHAR) || 'xx' AS status_class,
+       CAST(sum(requests) AS BIGINT) AS requests,
+       sum(requests) / sum(sum(requests)) OVER () AS share
+FROM {{cache}}.daily_status WHERE {_SELECTED_DAYS}
+GROUP BY status_class ORDER BY status_class
+"""
+
+# One row; shares are null when no request matched.
+ERROR_RATE_SQL = f"""
+WITH counts AS (
+    SELECT CAST(coalesce(sum(requests), 0) AS BIGINT) AS requests,
+           CAST(coalesce(sum(requests) FILTER (status BETWEEN 400 AND 499), 0) AS BIGINT) AS status_4xx,
+           CAST(coalesce(sum(requests) FILTER (status >= 500), 0) AS BIGINT) AS status_5xx
+    FROM {{cache}}.daily_status WHERE {_SELECTED_DAYS})
+SELECT requests, status_4xx, status_5xx,
+       status_4xx / nullif(requests, 0) AS share_4xx,
+       status_5xx / nullif(requests, 0) AS share_5xx,
+       (status_4xx + status_5xx) / nullif(requests, 0) AS error_share
+FROM counts
+"""
+
+TOP_FAILING_PATHS_SQL = f"""
+SELECT url_path, CAST(sum(status_4xx + status_5xx) AS BIGINT) AS failed_requests,
+       CAST(sum(status_4xx) AS BIGINT) AS status_4xx, CAST(sum(status_5xx) AS BIGINT) AS status_5xx,
+       CAST(sum(requests) AS BIGINT) AS requests,
+       sum(status_4xx + status_5xx) / sum(requests) AS failure_share
+FROM {{cache}}.daily_paths WHERE {_SELECTED_DAYS}
+GROUP BY url_path HAVING failed_requests > 0 ORDER BY failed_requests DESC, url_path LIMIT $top_n
+"""
+
+_PERCENTILE_NAMES = [f"p{round(q * 100)}_ms" for q in QUANTILES]
+
+# One row always: timed_requests = 0 and null percentiles when no request has a duration
+# (e.g. the log format had no $request_time). Exact quantile_cont from (value, count) pairs.
+LATENCY_SQL = f"""
+WITH durations AS (
+    SELECT duration_ms AS value, sum(requests) AS n FROM {{cache}}.daily_latency
+    WHERE {_SELECTED_DAYS} GROUP BY duration_ms),
+{_quantile_ctes("durations", list(QUANTILES), _PERCENTILE_NAMES, "latency")}
+SELECT coalesce(n, 0) AS timed_requests, {", ".join(_PERCENTILE_NAMES)} FROM latency
+"""
+
+# Not from the cache: quantiles per path need every duration. The top `top_n` paths by timed
+# requests come from the cache, then one scan of the selected days reads only those paths.
+LATENCY_BY_PATH_SQL = f"""
+WITH top_paths AS (
+    SELECT url_path FROM {{cache}}.daily_paths WHERE {_SELECTED_DAYS}
+    GROUP BY url_path HAVING sum(timed_requests) > 0
+    ORDER BY sum(timed_requests) DESC, url_path LIMIT $top_n)
+SELECT a.url_path, count(duration_ms) AS timed_requests,
+       {", ".join(f"quantile_cont(duration_ms, {q}) AS {name}" for q, name in zip(QUANTILES, _PERCENTILE_NAMES))}
+FROM access a JOIN top_paths t ON a.url_path IS NOT DISTINCT FROM t.url_path   -- a null path is a path too
+WHERE ($date_from::DATE IS NULL OR date >= $date_from::DATE)
+  AND ($date_to::DATE IS NULL OR date <= $date_to::DATE)
+  AND ($host::VARCHAR IS NULL OR host = $host::VARCHAR)
+  AND ($path_prefix::VARCHAR IS NULL OR starts_with(a.url_path, $path_prefix::VARCHAR))
+  AND duration_ms IS NOT NULL
+GROUP BY a.url_path ORDER BY timed_requests DESC, a.url_path
+"""
+
+AUDIENCE_SQL = f"""
+SELECT value, CAST(sum(visitors) AS BIGINT) AS visitors, CAST(sum(pages) AS BIGINT) AS pages
+FROM {{cache}}.daily_audience WHERE {_SELECTED_DAYS} AND dimension = $dimension
+GROUP BY value ORDER BY visitors DESC, pages DESC, value LIMIT $top_n
+"""
+
+ASNS_SQL = f"""
+SELECT CAST(value AS BIGINT) AS asn, max(label) AS as_org,
+       CAST(sum(visitors) AS BIGINT) AS visitors, CAST(sum(pages) AS BIGINT) AS pages
+FROM {{cache}}.daily_audience WHERE {_SELECTED_DAYS} AND dimension = 'asn'
+GROUP BY value ORDER BY visitors DESC, pages DESC, asn NULLS LAST LIMIT $top_n
+"""
+
+# The site's own hosts are the `host` values of the selected rows (port dropped, lower case):
+# links between its own pages are navigation, not referrals.
+REFERRER_HOSTS_SQL = f"""
+WITH own_hosts AS (
+    SELECT DISTINCT lower(split_part(host, ':', 1)) AS host FROM {{cache}}.daily_hosts
+    WHERE {_SELECTED_DAYS} AND host IS NOT NULL)
+SELECT value AS referrer_host, CAST(sum(visitors) AS BIGINT) AS visitors, CAST(sum(pages) AS BIGINT) AS pages
+FROM {{cache}}.daily_audience
+WHERE {_SELECTED_DAYS} AND dimension = 'referrer_host' AND value NOT IN (SELECT host FROM own_hosts)
+GROUP BY value ORDER BY visitors DESC, pages DESC, value LIMIT $top_n
+"""
+
+BOT_SHARE_SQL = f"""
+SELECT CAST(coalesce(sum(requests), 0) AS BIGINT) AS requests,
+       CAST(coalesce(sum(bot_requests), 0) AS BIGINT) AS bot_requests,
+       sum(bot_requests) / nullif(sum(requests), 0) AS share
+FROM {{cache}}.daily_days WHERE {_SELECTED_DAYS}
+"""
+
+# One row; a visit with one page view is a bounce. Null rates when there is no visit.
+SESSIONS_SQL = f"""
+WITH counts AS (
+    SELECT CAST(coalesce(sum(visits), 0) AS BIGINT) AS visits, coalesce(sum(bounces), 0) AS bounces,
+           coalesce(sum(pages), 0) AS pages
+    FROM {{cache}}.daily_visits WHERE {_SELECTED_DAYS}),
+durations AS (
+    SELECT duration_s AS value, sum(visits) AS n FROM {{cache}}.daily_visit_durations
+    WHERE {_SELECTED_DAYS} GROUP BY duration_s),
+{_quantile_ctes("durations", [0.5], ["median_duration_s"], "median")}
+SELECT visits, pages / nullif(visits, 0) AS pages_per_visit, bounces / nullif(visits, 0) AS bounce_rate,
+       median_duration_s
+FROM counts, median
+"""
+
+_LEVELS = "['emerg', 'alert', 'crit', 'error', 'warn', 'notice', 'info', 'debug']"
+ERRORS_BY_LEVEL_SQL = f"""
+SELECT level, CAST(sum(entries) AS BIGINT) AS entries, sum(entries) / sum(sum(entries)) OVER () AS share
+FROM {{cache}}.daily_errors WHERE {_SELECTED_DAYS}
+GROUP BY level ORDER BY coalesce(list_position({_LEVELS}, level), 99), level
+"""
+
+ERROR_PATTERNS_SQL = f"""
+SELECT pattern, level, CAST(sum(entries) AS BIGINT) AS entries
+FROM {{cache}}.daily_errors WHERE {_SELECTED_DAYS}
+GROUP BY pattern, level ORDER BY entries DESC, pattern, level LIMIT $top_n
+"""
+
+
+# -- the reports -------------------------------------------------------------------------------
+
+# Set by usage_stats while it runs several reports, so the cache is refreshed once per call.
+_refreshed: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("refreshed", default=None)
+
+
+def _check(flt: StatsFilter, top_n: int | None = None) -> None:
     if flt.date_from is not None and flt.date_to is not None and flt.date_from > flt.date_to:
         raise AccesslogError(f"--from {flt.date_from} is after --to {flt.date_to}: swap them")
-    base = flt.params()
-    reports = {}
-    for name, sql in REPORTS.items():
-        params = {**base, "top_n": top_n} if "$top_n" in sql else base
-        reports[name] = con.sql(sql, params=params).to_arrow_table()
-    return reports
+    if top_n is not None and top_n < 1:
+        raise AccesslogError(f"top {top_n}: the number of rows of ranked reports must be at least 1")
 
+
+def _report(con: duckdb.DuckDBPyConnection, flt: StatsFilter, sql: str, **params) -> pa.Table:
+    """Bring the filter's per-day aggregates up to date, then run one report query."""
+    _check(flt, params.get("top_n"))
+    done = _refreshed.get()
+    scope = done[2] if done is not None and done[:2] == (id(con), flt) else daily.refresh(con, flt)
+    bound = {"scope": scope, **flt.params(), **params}
+    sql = sql.replace("{cache}", daily.cache_schema(con))
+    return _arrow(con, sql, bound)
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pa.Table:
+    used = {name: value for name, value in params.items() if f"${name}" in sql}
+    return con.sql(sql, params=used).to_arrow_table()
+
+
+def totals(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """One row: requests, pages, bytes, visitor_days (sum of daily visitors), days (with requests),
+    first_received_at, last_received_at."""
+    return _report(con, flt, TOTALS_SQL)
+
+
+def traffic(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+            granularity: Granularity = "day") -> pa.Table:
+    """Per hour (`hour`, UTC timestamp), day (`date`) or ISO week (`week`, its Monday):
+    requests, pages, unique_visitors. A week's unique_visitors are visitor-days."""
+    if granularity not in TRAFFIC_SQL:
+        raise AccesslogError(f"unknown granularity {granularity!r}: choose one of {', '.join(GRANULARITIES)}")
+    return _report(con, flt, TRAFFIC_SQL[granularity])
+
+
+def top_pages(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *, top_n: int | None = 10) -> pa.Table:
+    """The `top_n` most viewed pages: url_path, pages (page views), visitors (visitor-days)."""
+    return _report(con, flt, TOP_PAGES_SQL, top_n=top_n)
+
+
+def entry_pages(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                top_n: int | None = 10) -> pa.Table:
+    """First page of visits: url_path, visits (starting there); top `top_n`."""
+    return _report(con, flt, VISIT_PAGES_SQL, kind="entry", top_n=top_n)
+
+
+def exit_pages(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+               top_n: int | None = 10) -> pa.Table:
+    """Last page of visits: url_path, visits (ending there); top `top_n`."""
+    return _report(con, flt, VISIT_PAGES_SQL, kind="exit", top_n=top_n)
+
+
+def status_classes(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """status_class ('2xx'...), requests, share of all requests."""
+    return _report(con, flt, STATUS_CLASSES_SQL)
+
+
+def error_rate(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """One row: requests, status_4xx, status_5xx, share_4xx, share_5xx, error_share (4xx + 5xx)."""
+    return _report(con, flt, ERROR_RATE_SQL)
+
+
+def top_failing_paths(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                      top_n: int | None = 10) -> pa.Table:
+    """Paths with most status >= 400 answers: url_path, failed_requests, status_4xx, status_5xx,
+    requests (all of the path), failure_share."""
+    return _report(con, flt, TOP_FAILING_PATHS_SQL, top_n=top_n)
+
+
+def latency(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """One row: timed_requests (with a duration_ms), p50_ms, p90_ms, p95_ms, p99_ms (quantile_cont)."""
+    return _report(con, flt, LATENCY_SQL)
+
+
+def latency_by_path(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                    top_n: int | None = 10) -> pa.Table:
+    """The `top_n` paths with most timed requests: url_path, timed_requests, p50_ms ... p99_ms.
+    Reads the selected days' durations (not cached), so it is slower than the other reports."""
+    return _report(con, flt, LATENCY_BY_PATH_SQL, top_n=top_n)
+
+
+def referrer_hosts(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                   top_n: int | None = 10) -> pa.Table:
+    """referrer_host ('(direct)' without a referrer, '(other)' when it has no host), visitors, pages;
+    referrers from the site's own hosts are left out."""
+    return _report(con, flt, REFERRER_HOSTS_SQL, top_n=top_n)
+
+
+def _audience(con: duckdb.DuckDBPyConnection, flt: StatsFilter, dimension: str, column: str,
+              top_n: int | None) -> pa.Table:
+    sql = AUDIENCE_SQL.replace("SELECT value,", f"SELECT value AS {column},", 1)
+    return _report(con, flt, sql, dimension=dimension, top_n=top_n)
+
+
+def browsers(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *, top_n: int | None = 10) -> pa.Table:
+    """Page views by browser family: browser ('(unknown)' when null), visitors, pages; top `top_n` by visitors."""
+    return _audience(con, flt, "browser", "browser", top_n)
+
+
+def operating_systems(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                      top_n: int | None = 10) -> pa.Table:
+    """Page views by operating system: os ('(unknown)' when null), visitors, pages; top `top_n`."""
+    return _audience(con, flt, "os", "os", top_n)
+
+
+def devices(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *, top_n: int | None = 10) -> pa.Table:
+    """Page views by device type: device ('(unknown)' when null), visitors, pages; top `top_n`."""
+    return _audience(con, flt, "device", "device", top_n)
+
+
+def countries(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+              top_n: int | None = 10) -> pa.Table:
+    """Page views by GeoIP country: country ('(unknown)' when null), visitors, pages; top `top_n`."""
+    return _audience(con, flt, "country", "country", top_n)
+
+
+def languages(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+              top_n: int | None = 10) -> pa.Table:
+    """Page views by primary browser language: language ('(unknown)' when null), visitors, pages; top `top_n`."""
+    return _audience(con, flt, "language", "language", top_n)
+
+
+def asns(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *, top_n: int | None = 10) -> pa.Table:
+    """Page views by autonomous system: asn, as_org, visitors, pages; top `top_n` by visitors."""
+    return _report(con, flt, ASNS_SQL, top_n=top_n)
+
+
+def bot_share(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """One row: requests, bot_requests (is_bot), share."""
+    return _report(con, flt, BOT_SHARE_SQL)
+
+
+def sessions(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """One row: visits, pages_per_visit, bounce_rate (one-page visits), median_duration_s."""
+    return _report(con, flt, SESSIONS_SQL)
+
+
+def errors_by_level(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """Error-log entries per level (most severe first): level, entries, share."""
+    return _report(con, flt, ERRORS_BY_LEVEL_SQL)
+
+
+def error_patterns(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                   top_n: int | None = 10) -> pa.Table:
+    """The most frequent error messages with ip:<hex> tokens, double-quoted strings, paths and
+    numbers replaced by <ip>, <str>, <path>, <n>: pattern, level, entries."""
+    return _report(con, flt, ERROR_PATTERNS_SQL, top_n=top_n)
+
+
+# Report name -> function, in the order reports are shown.
+REPORTS: dict[str, Callable[..., pa.Table]] = {
+    "totals": totals, "traffic": traffic, "top_pages": top_pages, "entry_pages": entry_pages,
+    "exit_pages": exit_pages, "referrer_hosts": referrer_hosts, "sessions": sessions,
+    "status_classes": status_classes, "error_rate": error_rate, "top_failing_paths": top_failing_paths,
+    "latency": latency, "latency_by_path": latency_by_path, "browsers": browsers,
+    "operating_systems": operating_systems, "devices": devices, "bot_share": bot_share, "countries": countries,
+    "asns": asns, "languages": languages, "errors_by_level": errors_by_level, "error_patterns": error_patterns,
+}
+# Everything but latency_by_path, the one report that scans the files each time.
+DEFAULT_REPORTS: tuple[str, ...] = tuple(name for name in REPORTS if name != "latency_by_path")
+
+
+def select_reports(names: Iterable[str] | None) -> list[str]:
+    """Validate report names from a user (`--report`, repeatable, or comma-separated).
+
+    None or nothing -> DEFAULT_REPORTS; 'all' -> every report. Order is kept, repeats dropped.
+    Raises AccesslogError naming the valid reports for an unknown name.
+    """
+    chosen: list[str] = []
+    for name in (part.strip() for given in (names or ()) for part in given.split(",")):
+        if not name:
+            continue
+        expanded = list(REPORTS) if name == "all" else [name]
+        if name != "all" and name not in REPORTS:
+            raise AccesslogError(f"unknown report {name!r}: choose from {', '.join(REPORTS)} (or all)")
+        chosen += [n for n in expanded if n not in chosen]
+    return chosen or list(DEFAULT_REPORTS)
+
+
+def usage_stats(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(),
+                reports: Iterable[str] | None = None, *, top_n: int | None = 10,
+                granularity: Granularity = "day") -> dict[str, pa.Table]:
+    """Run `reports` (names, see select_reports; default DEFAULT_REPORTS) -> name -> Arrow table.
+
+    `top_n` limits the ranked reports, `granularity` (hour, day, week) sets traffic's buckets.
+    Reports have zero rows when nothing matches, except the one-row summaries (totals,
+    error_rate, latency, bot_share, sessions), whose counts are then 0 and rates null.
+    """
+    names = select_reports(reports)
+    options = {"top_n": top_n, "granularity": granularity}
+    _check(flt, top_n)
+    token = _refreshed.set((id(con), flt, daily.refresh(con, flt)))
+    try:
+        result = {}
+        for name in names:
+            fn = REPORTS[name]
+            accepted = inspect.signature(fn).parameters
+            result[name] = fn(con, flt, **{k: v for k, v in options.items() if k in accepted})
+        return result
+    finally:
+        _refreshed.reset(token)
+
+
+# -- rendering ---------------------------------------------------------------------------------
 
 def render(reports: dict[str, pa.Table], fmt: Format = "table") -> str:
     """Format reports as aligned plain-text tables, one JSON object, or CSV blocks.
@@ -231,7 +547,8 @@ def _csv_value(value: object) -> object:
 
 def _text_block(name: str, table: pa.Table) -> str:
     numeric = [_is_numeric(f.type) for f in table.schema]
-    rows = [[_text_value(v) for v in row.values()] for row in table.to_pylist()]
+    plain = [column in _IDENTIFIER_COLUMNS for column in table.column_names]
+    rows = [[_text_value(v, p) for v, p in zip(row.values(), plain)] for row in table.to_pylist()]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(table.column_names)]
 
     def line(cells: list[str]) -> str:
@@ -243,17 +560,21 @@ def _text_block(name: str, table: pa.Table) -> str:
     return "\n".join(lines)
 
 
+# Integer columns that are codes, not quantities: no thousands separators.
+_IDENTIFIER_COLUMNS = frozenset({"asn", "status"})
+
+
 def _is_numeric(type_: pa.DataType) -> bool:
     return pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)
 
 
-def _text_value(value: object) -> str:
+def _text_value(value: object, plain: bool = False) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, int):
-        return f"{value:,}"
+        return str(value) if plain else f"{value:,}"
     if isinstance(value, float):
         return f"{value:,.3f}"
     if isinstance(value, dt.datetime):

@@ -1,7 +1,34 @@
-"""Put the repository root on sys.path so tests import `accesslog`, `schemas`, ... uninstalled."""
+"""Put the repository root on sys.path so tests import `accesslog`, `schemas`, ... uninstalled.
+
+Also the warehouse built by the real pipeline from the bundled samples, shared by the report,
+notebook and GoAccess tests (`build_warehouse` for other inputs).
+"""
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+SAMPLES = Path(ROOT) / "samples" / "nginx"
+SAMPLE_NOW = "2026-11-24T00:00:00Z"  # pins the retention window to the samples (2026-11-16..22)
+
+
+def build_warehouse(root: Path, inputs: list[str], log_format: str = "timed_combined") -> Path:
+    """Run `accesslog run` (the real Beam pipeline) on inputs into root/warehouse; keys in root/keys."""
+    from accesslog.cli import main
+
+    warehouse = root / "warehouse"
+    code = main(["run", *inputs, "--log-format", log_format, "--warehouse", str(warehouse),
+                 "--keys", str(root / "keys"), "--now", SAMPLE_NOW])
+    assert code == 0, f"accesslog run failed with exit code {code}"
+    return warehouse
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(tmp_path_factory) -> Path:
+    """The warehouse of `make demo`: both bundled sample logs, timed_combined."""
+    return build_warehouse(tmp_path_factory.mktemp("samples"),
+                           [str(SAMPLES / "access.log.1.gz"), str(SAMPLES / "access.log")])

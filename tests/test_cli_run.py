@@ -271,11 +271,11 @@ def test_stats_match_independent_counts(tmp_path, log, keys, capsys):
     for r in requests:
         received = datetime.fromtimestamp(r.when.timestamp() - r.request_time, tz=timezone.utc)
         by_day[received.date().isoformat()] += 1
-    assert {row["date"]: row["requests"] for row in stats["requests_per_day"]} == dict(by_day)
+    assert {row["date"]: row["requests"] for row in stats["traffic"]} == dict(by_day)
     classes = Counter(f"{r.status // 100}xx" for r in requests)
     assert {row["status_class"]: row["requests"] for row in stats["status_classes"]} == dict(classes)
     code, table_out, _ = run_cli("stats", "--warehouse", str(wh), capsys=capsys)
-    assert code == 0 and "top_paths" in table_out
+    assert code == 0 and "top_pages" in table_out
 
 
 def test_python_m_pipelines_batch(tmp_path, log, keys):
