@@ -121,7 +121,7 @@ def _traffic(traffic: pa.Table) -> str:
                                 "unique visitors": [r["unique_visitors"] for r in rows]},
                        description="Requests and unique visitors per day", y_title="per day", x_title="day (UTC)")
     return '<h2 id="traffic-heading">Traffic</h2>' + _figure(
-        "traffic", "Requests and unique visitors per day (visitors: distinct pseudonyms that day)",
+        "traffic", "Requests and unique visitors per day (visitors: distinct pseudonyms with a page view that day)",
         chart + _table(traffic, ["date", "requests", "pages", "unique_visitors"]))
 
 
