@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from accesslog import warehouse as wh
 from accesslog.errors import AccesslogError
 from accesslog.keystore import Keystore
+from accesslog.retention import parse_now
 from pipelines.options import AccessLogOptions
 from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
 from transforms.detect import detect, sample_lines
@@ -89,16 +90,6 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def parse_now(text: str | None) -> datetime:
-    if not text:
-        return datetime.now(timezone.utc)
-    try:
-        now = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise AccesslogError(f"--now {text!r} is not an ISO time: use e.g. 2026-11-26T00:00:00Z") from None
-    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
 
 
 def beam_options(beam_args: list[str]) -> tuple[PipelineOptions, bool]:
