@@ -10,7 +10,7 @@ DEMO     = .demo
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,fast]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[test,fast]'
 	$(PY) -m compileall -q accesslog pipelines transforms schemas
 	touch $(STAMP)
 
