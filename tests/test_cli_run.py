@@ -306,3 +306,19 @@ def test_apply_retention_after_run_and_shredded_window_refused(tmp_path, log, ke
     # The 11-20 key was shredded with its partitions: a run whose window still covers it is refused.
     code, _, err = run_cli(*run_args(log, wh, keys, "--retention-days", "30"), capsys=capsys)
     assert code == 2 and "shredded" in err and len(err.strip().splitlines()) == 1
+
+
+def test_truncated_gzip_keeps_its_good_part_and_leaves_a_dead_letter(tmp_path, keys, capsys):
+    lines = [render(r) for r in sample_requests(3000)]
+    full = gzip.compress(("\n".join(lines) + "\n").encode())
+    broken = tmp_path / "access.log.2.gz"
+    broken.write_bytes(full[: len(full) * 2 // 3])     # logrotate interrupted mid-compression
+    wh = tmp_path / "wh"
+    code, out, err = run_cli(*run_args(broken, wh, keys, "--retention-days", "3650"), capsys=capsys)
+    assert code == 0, err
+    kept = read_table(wh)["source_line"].to_pylist()
+    assert 1000 < len(kept) < 3000 and sorted(kept) == list(range(1, len(kept) + 1))
+    reasons = read_table(wh, "rejects")["reason"].to_pylist()
+    assert any(r.startswith("input ends unexpectedly") for r in reasons)
+    summary = json.loads(next((wh / "_runs").glob("*.json")).read_text())["inputs"][0]
+    assert summary["read"] == summary["parsed"] + summary["rejected"] + summary["expired"]

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import os
 import threading
+import zlib
 from dataclasses import dataclass
 from queue import Full, Queue
 from typing import Iterator
@@ -52,6 +53,7 @@ class LogChunk:
     first_line: int      # 1-based
     data: bytes
     log_format: str = ""
+    error: str = ""      # set on a chunk that stands for an unreadable rest of the input
 
     @property
     def nbytes(self) -> int:
@@ -71,7 +73,9 @@ def fingerprint(path: str, gzipped: bool, length: int = FINGERPRINT_BYTES) -> tu
     """sha256 of the first `length` decompressed bytes -> (16 hex digits, bytes hashed)."""
     try:
         with open_input(path, gzipped) as f:
-            head = f.read(length)
+            head, error = _read_block(f, length)
+        if error and not head:   # nothing readable at all: say so now (a broken tail is a dead letter)
+            raise EOFError(error)
     except (OSError, EOFError) as e:
         raise AccesslogError(f"cannot read {path}: {e.__class__.__name__}: check the file is a "
                              "readable plain or gzip log") from None
@@ -104,17 +108,45 @@ def describe_input(path: str, source: str | None = None) -> LogInput:
                     gzipped=gz)
 
 
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _read_block(f, length: int) -> tuple[bytes, str]:
+    """Up to `length` bytes and '' — or what a broken stream (truncated or corrupt gzip,
+    read error) yielded before it broke, and why."""
+    parts, got = [], 0
+    while got < length:
+        try:
+            piece = f.read1(min(1 << 20, length - got))   # read1: a broken gzip keeps its good part
+        except _READ_ERRORS as e:
+            return b"".join(parts), (f"input ends unexpectedly after this point ({type(e).__name__}: "
+                                     "truncated or corrupt file)")
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts), ""
+
+
+
 def read_chunks(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> Iterator[LogChunk]:
-    """Yield the input's chunks in order; the last line may lack a newline."""
+    """Yield the input's chunks in order; the last line may lack a newline.
+
+    A stream that breaks off (truncated or corrupt gzip, read error) ends with what was
+    read, then one chunk whose `error` says why: it becomes a dead letter, not a crash."""
     first_line, consumed, carry = 1, 0, b""
     next_boundary = chunk_bytes
     with open_input(log_input.path, log_input.gzipped) as f:
         while True:
-            block = f.read(chunk_bytes)
+            block, error = _read_block(f, chunk_bytes)
             buf = carry + block
-            if not block:
+            if not block or error:
                 if buf:
                     yield LogChunk(log_input.source, log_input.input_id, first_line, buf, log_input.log_format)
+                    first_line += buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+                if error:
+                    yield LogChunk(log_input.source, log_input.input_id, first_line, b"", log_input.log_format,
+                                   error=error)
                 return
             # Emit every chunk whose end boundary lies inside buf: it ends at the
             # first newline at or after the boundary (in stream coordinates).

@@ -325,8 +325,18 @@ def parse_error_log(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, Rejec
                             records, "logged_at")
 
 
+def unreadable_chunk(chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
+    """The rest of an input that could not be read: one dead letter saying so."""
+    records = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=1, records=pa.table({}),
+                          rejected=1)
+    return records, RejectChunk(chunk.source, chunk.input_id, chunk.first_line, [chunk.first_line],
+                                [chunk.error], [""], log_format=chunk.log_format)
+
+
 def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
     """Parse one chunk. Returns records (with `source_line`) and rejects (raw lines)."""
+    if chunk.error:
+        return unreadable_chunk(chunk)
     if fmt.kind == "json":
         return parse_json(fmt, chunk)
     if fmt.kind in ("nginx_error", "apache_error"):
@@ -335,7 +345,9 @@ def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChu
 
 
 def _stage1(fmt: LogFormat, chunk: LogChunk):
-    return tokenize_chunk(fmt, chunk) if fmt.kind in ("nginx", "apache") else parse_chunk(fmt, chunk)
+    if fmt.kind in ("nginx", "apache") and not chunk.error:
+        return tokenize_chunk(fmt, chunk)
+    return parse_chunk(fmt, chunk)
 
 
 def _stage2(fmt: LogFormat, staged):
