@@ -105,6 +105,9 @@ def test_every_command_keeps_personal_data_out(tmp_path, inputs, capsys, caplog,
     assert run("run", errors, "--log-format", "nginx_error", "--warehouse", str(wh), *common) == 0
     assert run("run", access, "--log-format", FORMAT, "--warehouse", str(tmp_path / "wh2"),
                "--trusted-proxies", "10.0.0.0/8", "--ip-mode", "hmac", *common) == 0
+    for mode in ("cryptopan", "truncate"):
+        assert run("run", access, errors, "--log-format", FORMAT, "--warehouse",
+                   str(tmp_path / f"wh-{mode}"), "--ip-mode", mode, *common) in (0, 1)
     assert run("run", access, "--log-format", "combined", "--warehouse", str(tmp_path / "wh3"), *common) == 1
     assert run("run", errors, access, "--log-format", "auto", "--warehouse", str(tmp_path / "wh3"), *common) == 2
     assert run("parse", access, "--log-format", FORMAT, "--keys", keys) == 0
@@ -128,7 +131,8 @@ def test_every_command_keeps_personal_data_out(tmp_path, inputs, capsys, caplog,
     # The rows really are there (the scan is not vacuous).
     tables = {t: [f for f in (wh / t).rglob("*.parquet")] for t in ("access", "errors", "rejects")}
     assert all(tables.values()), tables
-    assert_clean(scan_tree(wh) | scan_tree(tmp_path / "wh2") | scan_tree(tmp_path / "wh3"))
+    assert_clean(scan_tree(wh) | scan_tree(tmp_path / "wh2") | scan_tree(tmp_path / "wh3")
+                 | scan_tree(tmp_path / "wh-cryptopan") | scan_tree(tmp_path / "wh-truncate"))
     for i, text in enumerate(printed):   # printed output, with exported rows' decoded values
         assert_clean({f"printed[{i}]": text})
     key_material = [k.get("secret") for k in json.loads(Path(keys).read_text())["keys"].values()]
