@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--all-columns", action="store_true", help="include columns that are null")
 
     from accesslog import keystore, report, retention, subject
+    from pipelines import follow
+    follow.register(sub)
     keystore.register(sub)
     subject.register(sub)
     retention.register(sub)

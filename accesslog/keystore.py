@@ -337,10 +337,22 @@ class Keystore:
         return labels
 
     def __getstate__(self):
-        # Workers re-read the file; never ship cached secrets around in pickles.
+        # Workers re-read the file; never ship secrets around in pickles (a pipeline submitted
+        # to a runner is stored by its job service). A master secret is read again from the
+        # worker's own environment.
         state = dict(self.__dict__)
         state["_cache"] = {}
+        state["_master_from_env"] = state.get("master") is not None
+        state["master"] = None
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.__dict__.pop("_master_from_env", False):
+            self.master = os.environ.get(MASTER_ENV)
+            if not self.master:
+                raise AccesslogError(f"{MASTER_ENV} is not set on this worker: set it in the workers' "
+                                     "environment (it is never shipped with the pipeline)")
 
 
 # -- CLI: `accesslog keys` ---------------------------------------------------------------

@@ -226,3 +226,17 @@ def test_concurrent_processes_creating_the_keystore(tmp_path):
         assert p.exitcode == 0
     assert len(set(got)) == 1
     assert mode(path) == 0o600
+
+
+def test_master_secret_is_not_pickled_and_is_read_again_on_the_worker(monkeypatch):
+    import pickle
+    master = "m" * 40
+    keystore = Keystore(None, master=master)
+    label_key = keystore.key("2026-11-20")
+    blob = pickle.dumps(keystore)
+    assert master.encode() not in blob and label_key[1] not in blob
+    monkeypatch.setenv("ACCESSLOG_MASTER_KEY", master)
+    assert pickle.loads(blob).key("2026-11-20") == label_key
+    monkeypatch.delenv("ACCESSLOG_MASTER_KEY")
+    with pytest.raises(AccesslogError, match="not set on this worker"):
+        pickle.loads(blob)

@@ -102,10 +102,12 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 
 def describe_input(path: str, source: str | None = None) -> LogInput:
+    """`path` as given is the lineage `source`; workers open the absolute path (their
+    working directory is not the driver's)."""
     gz = is_gzip(path)
     input_id, hashed = fingerprint(path, gz)
-    return LogInput(path=path, source=source or path, input_id=input_id, fingerprint_bytes=hashed,
-                    gzipped=gz)
+    return LogInput(path=os.path.abspath(path), source=source or path, input_id=input_id,
+                    fingerprint_bytes=hashed, gzipped=gz)
 
 
 _READ_ERRORS = (OSError, EOFError, zlib.error)

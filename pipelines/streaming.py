@@ -1,0 +1,613 @@
+"""Streaming pipeline: raw log lines from Kafka, Pub/Sub or new files -> windowed Parquet.
+
+    python -m pipelines.streaming --source kafka --bootstrap-servers k1:9092 --topic nginx \\
+        --warehouse wh --keys KEYS [--window-minutes 5] [--allowed-lateness-minutes 10] \\
+        --runner=FlinkRunner|DataflowRunner|PortableRunner ... --streaming
+    python -m pipelines.streaming --source pubsub --subscription projects/P/subscriptions/S ...
+    python -m pipelines.streaming --source files --file-pattern '/var/log/nginx/*.log' ...
+
+Sources (each yields raw log lines as bytes; a message may hold several lines):
+
+* ``kafka``: ``apache_beam.io.kafka.ReadFromKafka`` (message values). It is a *cross-language*
+  transform: it needs a Java expansion service (a JVM and the Beam Kafka expansion jar, which
+  Beam downloads from Maven), so it is **not runnable on this machine**; construct-time option
+  checks still work.
+* ``pubsub``: ``beam.io.ReadFromPubSub(subscription=...)`` (message payloads).
+* ``files``: ``fileio.MatchContinuously(pattern)`` + ``ReadMatches`` + split into lines. Each
+  matched file is read once, whole (new files, not growing ones: use ``accesslog follow`` to tail).
+  DESIGN.md §4: MatchContinuously fails on BundleBasedDirectRunner in streaming; it works on
+  Flink/Dataflow/Prism.
+
+Stages (`build_streaming_pipeline`, fed a PCollection of raw lines, which is what the tests do
+with TestStream on ``--runner=BundleBasedDirectRunner --streaming``):
+
+1. ``LinesToChunks``: the lines of one bundle (per source) become LogChunks of at most
+   ``max_lines`` lines. ``source`` is the topic / subscription / file path, ``input_id`` the first
+   16 hex digits of sha256(source). ``first_line`` comes from a per-process sequence: in streaming,
+   ``source_line`` is *the position of the line in this worker process's stream*, not a line number
+   of a file, and not stable across restarts or workers (the message offset / sequence is not carried
+   by the sources as configured; use it as a hint, not an identity).
+2. ``ParseAccessLogs`` -> records / rejects (unchanged batch transform).
+3. Expired records (received before ``--now`` minus ``--retention-days``): before the unchanged
+   ``EnforceRetention`` drops them, ``RouteExpired`` writes one ``rejects`` row per such record
+   with reason ``expired`` and ``line`` null: the raw line is past retention, so it is not kept;
+   source/source_line say where it was. The cutoff is fixed when the pipeline is built (``--now``,
+   default: start time): a long-running job keeps a little more than the retention window;
+   ``accesslog retention`` removes the rest.
+4. ``Enrich``, ``ScrubUrls``, ``PseudonymizeClients`` (unchanged).
+5. ``SplitByWindow``: each RecordChunk is cut by FixedWindows(window_minutes) of ``received_at``;
+   one RecordChunk per window, stamped (TimestampedValue) with the window's earliest received_at,
+   so event time drives windowing and lateness.
+6. ``LateGate`` (stateful, keyed by (input_id, window start)): an event-time timer at
+   window end + allowed lateness marks the window *closed*; records arriving for a closed window
+   are exactly the ones Beam's GroupByKey would drop as too late: they are routed to ``rejects``
+   (reason ``too_late``, ``line`` null, source_line kept) and counted in the counter
+   ``accesslog.streaming/late_dropped``. What is *not* counted: a too-late record for a window this
+   gate never saw before (no timer was set yet; Python DoFns cannot read the watermark). Beam
+   drops those silently in the GroupByKey; that is the only loss path. (On BundleBasedDirectRunner
+   with TestStream user counters of later bundles were not reported, see transforms.sessionize;
+   the rejects rows are the reliable record.)
+7. ``WindowInto(FixedWindows, trigger=AfterWatermark(late=AfterCount(1)), DISCARDING,
+   allowed_lateness)`` then a GroupByKey per input_id: each pane holds only the rows new since
+   the previous pane, and ``WriteWindowPanes`` writes them to
+   ``WAREHOUSE/access/date=D/<input_id>-w<window start, epoch s>-p<pane index>.parquet``
+   (atomically: temp file + rename). The files of all panes of a window together hold the
+   window's rows. A replayed window overwrites its files instead of adding rows: the same pane
+   gets the same name, and writing a window's first pane (p0) removes the p1..pN files an earlier
+   run left for it (a replay may deliver rows in p0 that were a late pane before; if it delivers
+   them late again they are rewritten as p1..). Readers may see p0 before the earlier run's p1 is
+   rewritten: a window is only stable once its allowed lateness has passed. LATE panes are
+   counted in ``accesslog.streaming/late_panes``.
+8. Parse rejects go through the unchanged ``RedactRejects``; all rejects are written, per chunk, to
+   ``WAREHOUSE/rejects/date=D/<input_id>-<kind><content digest>.parquet`` (kind r = parse reject,
+   x = expired, l = too late; the digest, not source_line, makes a replay overwrite).
+
+Not done here: sessions (``transforms.sessionize.Sessionize`` is streaming-ready, but its
+accumulating panes need an upsert writer, see its docstring; ``--session-gap-minutes`` is accepted
+and validated for it), error logs (error-log formats are refused), run manifests and reject-ratio
+checks (a stream has no end to check at).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam.coders import BooleanCoder
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.transforms import trigger, userstate, window
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import PaneInfoTiming, WindowedValue
+
+from accesslog import warehouse as wh
+from accesslog.errors import AccesslogError
+from accesslog.keystore import Keystore
+from accesslog.retention import parse_now
+from pipelines.options import add_run_arguments
+from schemas import PARTITION_TIME_COLUMN, REJECTS, TABLES
+from transforms.chunks import LogChunk
+from transforms.enrich import Enrich, GeoLookup
+from transforms.formats import resolve_format
+from transforms.parse import ParseAccessLogs, RecordChunk
+from transforms.pseudonymize import PseudonymizeClients
+from transforms.rejects import RedactRejects
+from transforms.retention import EnforceRetention, retention_cutoff
+from transforms.scrub import Scrubber, ScrubUrls, parse_secret_params
+from transforms.write import EPOCH, _sorted, conform
+
+COUNTER_NAMESPACE = "accesslog.streaming"
+SOURCES = ("kafka", "pubsub", "files")
+MAX_LINES = 10_000
+US_PER_DAY = 86_400_000_000
+_SUBSCRIPTION = re.compile(r"projects/[^/\s]+/subscriptions/[^/\s]+")
+_PROJECT_ID = re.compile(r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]")   # apache_beam.io.gcp.pubsub.PROJECT_ID_REGEXP
+
+
+class StreamingOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--source", choices=SOURCES, default=None,
+                            help="where raw log lines come from: kafka, pubsub or files")
+        # (Beam itself declares --bootstrap_servers with the same dest: either spelling works)
+        parser.add_argument("--bootstrap-servers", dest="bootstrap_servers", default=None,
+                            help="kafka: host:port,... of the brokers")
+        parser.add_argument("--topic", default=None, help="kafka: topic to read")
+        parser.add_argument("--consumer-group", "--consumer_group", dest="consumer_group", default=None,
+                            help="kafka: consumer group id (default accesslog-streaming)")
+        parser.add_argument("--subscription", default=None,
+                            help="pubsub: projects/PROJECT/subscriptions/NAME")
+        parser.add_argument("--file-pattern", "--file_pattern", dest="file_pattern", default=None,
+                            help="files: glob of log files to pick up as they appear")
+        parser.add_argument("--window-minutes", "--window_minutes", dest="window_minutes", type=float, default=5,
+                            help="event-time window of output files (default 5)")
+        parser.add_argument("--allowed-lateness-minutes", "--allowed_lateness_minutes",
+                            dest="allowed_lateness_minutes", type=float, default=10,
+                            help="how late (behind the watermark) a record may arrive and still be written "
+                                 "(as a later pane); later records go to rejects as too_late (default 10)")
+        parser.add_argument("--session-gap-minutes", "--session_gap_minutes", dest="session_gap_minutes",
+                            type=float, default=30, help="sessions: gap that starts a new visit (default 30)")
+        # AccessLogOptions (pipelines.options, always defined first) registers the same run flags;
+        # Beam builds one parser from every PipelineOptions subclass, so skip what is already there.
+        add_run_arguments(_NewFlagsOnly(parser))
+
+
+class _NewFlagsOnly:
+    """A parser view whose add_argument ignores flags the parser already has."""
+
+    def __init__(self, parser):
+        self.parser = parser
+
+    def add_argument(self, *flags, **kwargs):
+        if any(f in self.parser._option_string_actions for f in flags):
+            return None
+        return self.parser.add_argument(*flags, **kwargs)
+
+
+@dataclasses.dataclass
+class StreamingConfig:
+    source: str
+    warehouse: str
+    bootstrap_servers: str | None = None
+    topic: str | None = None
+    consumer_group: str | None = None
+    subscription: str | None = None
+    file_pattern: str | None = None
+    window_minutes: float = 5
+    allowed_lateness_minutes: float = 10
+    session_gap_minutes: float = 30
+    log_format: str = "combined"
+    nginx_conf: str | None = None
+    log_format_name: str | None = None
+    field_map: str | None = None
+    keys: str | None = None
+    key_period: str | None = None
+    retention_days: int = 90
+    now: str | None = None
+    secret_params: str | None = None
+    ip_mode: str = "hmac"
+    geoip_db: list[str] | None = None
+    geo_detail: str = "country"
+    timezone: str = "UTC"
+    trusted_proxies: str | None = None
+
+    def __post_init__(self):
+        validate(self)
+
+    @classmethod
+    def from_options(cls, options: PipelineOptions) -> "StreamingConfig":
+        view = options.view_as(StreamingOptions)
+        values = {f.name: getattr(view, f.name) for f in dataclasses.fields(cls)
+                  if getattr(view, f.name, None) is not None}
+        values.setdefault("source", None)
+        values.setdefault("warehouse", None)
+        return cls(**values)
+
+    @property
+    def source_name(self) -> str:
+        """What lineage columns call the stream."""
+        return {"kafka": f"kafka:{self.topic}", "pubsub": f"pubsub:{self.subscription}",
+                "files": f"files:{self.file_pattern}"}[self.source]
+
+
+def validate(config: StreamingConfig) -> None:
+    """Raise AccesslogError for options that cannot work, naming the flag to fix."""
+    if config.source not in SOURCES:
+        raise AccesslogError("pass --source kafka, --source pubsub or --source files")
+    if config.source == "kafka":
+        missing = [flag for flag, value in (("--bootstrap-servers", config.bootstrap_servers),
+                                            ("--topic", config.topic)) if not value]
+        if missing:
+            raise AccesslogError(f"--source kafka needs {' and '.join(missing)} "
+                                 "(e.g. --bootstrap-servers broker:9092 --topic nginx-access)")
+    elif config.source == "pubsub":
+        if not config.subscription or not _SUBSCRIPTION.fullmatch(config.subscription):
+            raise AccesslogError(f"--source pubsub needs --subscription projects/PROJECT/subscriptions/NAME"
+                                 f" (got {config.subscription!r})")
+        project = config.subscription.split("/")[1]
+        if not _PROJECT_ID.fullmatch(project):   # Beam's own check, made here to fail early and clearly
+            raise AccesslogError(f"--subscription: {project!r} is not a Google Cloud project id (6-30 "
+                                 "characters: lower-case letters, digits, hyphens; starts with a letter)")
+    elif not config.file_pattern:
+        raise AccesslogError("--source files needs --file-pattern GLOB (e.g. '/var/log/nginx/*.log')")
+    if not config.warehouse:
+        raise AccesslogError("no warehouse: pass --warehouse DIR (created if missing)")
+    if config.window_minutes <= 0:
+        raise AccesslogError("--window-minutes must be positive")
+    if config.allowed_lateness_minutes < 0:
+        raise AccesslogError("--allowed-lateness-minutes must be 0 or more")
+    if config.session_gap_minutes <= 0:
+        raise AccesslogError("--session-gap-minutes must be positive")
+    if config.retention_days < 0:
+        raise AccesslogError("--retention-days must be 0 or more")
+
+
+def source_id(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+# -- sources ------------------------------------------------------------------------------------
+
+
+def _split_lines(payload: bytes):
+    for line in payload.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line:
+            yield line
+
+
+def _read_file_lines(readable):
+    """fileio.ReadableFile -> (path, line) for each line of the file."""
+    path = readable.metadata.path
+    for line in _split_lines(readable.read()):
+        yield path, line
+
+
+def read_source(p: beam.Pipeline, config: StreamingConfig):
+    """The configured source -> PCollection of raw lines (bytes, or (source, bytes) for files)."""
+    if config.source == "kafka":
+        from apache_beam.io.kafka import ReadFromKafka  # cross-language: needs a Java expansion service
+        consumer = {"bootstrap.servers": config.bootstrap_servers,
+                    "group.id": config.consumer_group or "accesslog-streaming",
+                    "auto.offset.reset": "earliest"}
+        return (p
+                | "ReadFromKafka" >> ReadFromKafka(consumer_config=consumer, topics=[config.topic])
+                | "Values" >> beam.FlatMap(lambda kv: _split_lines(kv[1] or b"")))
+    if config.source == "pubsub":
+        return (p
+                | "ReadFromPubSub" >> beam.io.ReadFromPubSub(subscription=config.subscription)
+                | "Lines" >> beam.FlatMap(_split_lines))
+    from apache_beam.io import fileio
+    return (p
+            | "MatchContinuously" >> fileio.MatchContinuously(config.file_pattern)
+            | "ReadMatches" >> fileio.ReadMatches()
+            | "FileLines" >> beam.FlatMap(_read_file_lines))
+
+
+# -- lines -> chunks ----------------------------------------------------------------------------
+
+
+_SEQUENCE_LOCK = threading.Lock()
+_SEQUENCE = [1]
+
+
+def reserve_lines(n: int) -> int:
+    """First of n consecutive stream positions of this process (shared by every LinesToChunks
+    instance: runners may create one per bundle)."""
+    with _SEQUENCE_LOCK:
+        first = _SEQUENCE[0]
+        _SEQUENCE[0] += n
+        return first
+
+
+class LinesToChunks(beam.DoFn):
+    """Raw lines (bytes, or (source, bytes)) -> LogChunks of the bundle's lines, per source.
+
+    ``first_line`` continues a per-process sequence (see the module docstring); the chunk is
+    stamped with its earliest element's timestamp (it is re-stamped by log time later)."""
+
+    def __init__(self, default_source: str, max_lines: int = MAX_LINES):
+        self.default_source, self.max_lines = default_source, max_lines
+
+    def start_bundle(self):
+        self.pending: dict[str, list] = {}
+        self.min_ts = None
+
+    def _flush(self, source: str):
+        lines = self.pending.pop(source)
+        chunk = LogChunk(source, source_id(source), reserve_lines(len(lines)), b"\n".join(lines) + b"\n")
+        return WindowedValue(chunk, self.min_ts, [window.GlobalWindow()])
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
+        source, line = element if isinstance(element, tuple) else (self.default_source, element)
+        if isinstance(line, str):
+            line = line.encode()
+        self.min_ts = timestamp if self.min_ts is None else min(self.min_ts, timestamp)
+        lines = self.pending.setdefault(source, [])
+        lines.extend(_split_lines(line))
+        if len(lines) >= self.max_lines:
+            yield self._flush(source)
+
+    def finish_bundle(self):
+        for source in [s for s, lines in self.pending.items() if lines]:
+            yield self._flush(source)
+
+
+# -- retention and windows ----------------------------------------------------------------------
+
+
+def _marker_rejects(chunk: RecordChunk, source_lines, reason: str, date_us: int) -> RecordChunk:
+    """rejects rows for records not written (expired / too late): no line content."""
+    n = len(source_lines)
+    table = pa.table({"source": pa.array([chunk.source] * n, pa.string()),
+                      "source_line": pa.array(source_lines, pa.int64()),
+                      "reason": pa.array([reason] * n, pa.string()),
+                      "line": pa.nulls(n, pa.string())}, schema=REJECTS)
+    table = table.append_column("_date_us", pa.array([date_us] * n, pa.int64()))
+    digest = _digest(chunk.records.select([c for c in ("received_at", "client_ip", "client_id", "method",
+                                                       "url_path", "url_query", "status", "user_agent")
+                                           if c in chunk.records.column_names]))
+    return RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=0, records=table, table="rejects",
+                       counts={"digest": digest})
+
+
+def _digest(table: pa.Table) -> str:
+    """Content hash of a (small) table: names reject files so a replay overwrites them."""
+    h = hashlib.sha256()
+    for name in table.column_names:
+        h.update(name.encode())
+        h.update(repr(table[name].to_pylist()).encode())
+    return h.hexdigest()[:16]
+
+
+class RouteExpired(beam.DoFn):
+    """Records before the cutoff -> tagged output ``expired`` (rejects rows, filed under --now's
+    date); every chunk passes on unchanged, for EnforceRetention to drop and count them."""
+
+    def __init__(self, cutoff: datetime, now: datetime):
+        self.cutoff, self.now = cutoff, now
+
+    def process(self, chunk):
+        table = chunk.records
+        if table.num_rows:
+            column = PARTITION_TIME_COLUMN.get(chunk.table) or "received_at"
+            old = pc.less(table[column], pa.scalar(self.cutoff, pa.timestamp("us", tz="UTC")))
+            old = pc.fill_null(old, False)
+            if pc.any(old).as_py():
+                lines = table.filter(old)["source_line"].to_pylist()
+                now_us = int(self.now.timestamp() * 1_000_000)
+                yield beam.pvalue.TaggedOutput("expired", _marker_rejects(chunk, lines, "expired", now_us))
+        yield chunk
+
+
+class SplitByWindow(beam.DoFn):
+    """RecordChunk -> one RecordChunk per FixedWindow of received_at, stamped with the window's
+    earliest received_at (so the element's event time is the log time)."""
+
+    def __init__(self, window_us: int):
+        self.window_us = window_us
+
+    def process(self, chunk):
+        table = chunk.records
+        if table.num_rows == 0:
+            return
+        us = pc.cast(table["received_at"], pa.int64()).to_numpy(zero_copy_only=False)
+        starts = us // self.window_us
+        for start in np.unique(starts):
+            mask = starts == start
+            part = table if mask.all() else table.filter(pa.array(mask))
+            piece = dataclasses.replace(chunk, records=part)
+            yield window.TimestampedValue(piece, Timestamp(micros=int(us[mask].min())))
+
+
+class LateGate(beam.DoFn):
+    """("<input_id>:<window start µs>", RecordChunk) -> RecordChunk, or tagged ``too_late`` rejects.
+
+    A watermark timer at window end + allowed lateness closes the window; later arrivals would be
+    dropped by the GroupByKey, so they are routed and counted here instead."""
+
+    CLOSED = userstate.ReadModifyWriteStateSpec("closed", BooleanCoder())
+    CLOSE = userstate.TimerSpec("close", TimeDomain.WATERMARK)
+
+    def __init__(self, window_us: int, lateness_us: int):
+        self.window_us, self.lateness_us = window_us, lateness_us
+        self.late_dropped = Metrics.counter(COUNTER_NAMESPACE, "late_dropped")
+
+    def process(self, element, closed=beam.DoFn.StateParam(CLOSED), close=beam.DoFn.TimerParam(CLOSE)):
+        key, chunk = element
+        start_us = int(key.rsplit(":", 1)[1])
+        if closed.read():
+            self.late_dropped.inc(chunk.records.num_rows)
+            lines = chunk.records["source_line"].to_pylist()
+            min_us = pc.cast(pc.min(chunk.records["received_at"]), pa.int64()).as_py()
+            yield beam.pvalue.TaggedOutput("too_late", _marker_rejects(chunk, lines, "too_late", min_us))
+            return
+        close.set(Timestamp(micros=start_us + self.window_us + self.lateness_us))
+        yield chunk
+
+    @userstate.on_timer(CLOSE)
+    def on_close(self, closed=beam.DoFn.StateParam(CLOSED)):
+        closed.write(True)
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns decoded, so tables of different chunks concatenate."""
+    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    return pa.Table.from_arrays(cols, names=table.column_names)
+
+
+def write_final(table: pa.Table, table_name: str, name: str, warehouse: str) -> list[str]:
+    """Rows of one table -> WAREHOUSE/<table>/date=D/<name> per UTC date, each written to a
+    hidden temp file and renamed into place (replacing an earlier file of the same name)."""
+    if table.num_rows == 0:
+        return []
+    schema, time_column = TABLES[table_name], PARTITION_TIME_COLUMN[table_name]
+    if time_column is None:
+        us = table["_date_us"].to_numpy()
+    else:
+        us = pc.cast(table[time_column], pa.int64()).to_numpy(zero_copy_only=False)
+    days = us // US_PER_DAY
+    written = []
+    for day in np.unique(days):
+        part = table if (days == day).all() else table.filter(pa.array(days == day))
+        part = conform(_sorted(part, time_column), schema)
+        label = (EPOCH + timedelta(days=int(day))).isoformat()
+        final = wh.partition_dir(warehouse, table_name, label) / name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".", suffix=".parquet.tmp")
+        os.close(fd)
+        try:
+            pq.write_table(part, tmp, compression="zstd", store_schema=False,
+                           sorting_columns=[pq.SortingColumn(schema.get_field_index(time_column or "source_line"))])
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(str(final))
+    return written
+
+
+def pane_file_name(input_id: str, window_start: Timestamp, pane_index: int) -> str:
+    return f"{input_id}-w{window_start.micros // 1_000_000}-p{pane_index}.parquet"
+
+
+class WriteWindowPanes(beam.DoFn):
+    """(input_id, [RecordChunk]) of one window pane -> the paths written."""
+
+    def __init__(self, warehouse: str, table_name: str = "access"):
+        self.warehouse, self.table_name = warehouse, table_name
+        self.late_panes = Metrics.counter(COUNTER_NAMESPACE, "late_panes")
+        self.rows = Metrics.counter(COUNTER_NAMESPACE, "rows_written")
+
+    def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        input_id, chunks = element
+        tables = [_plain(conform(c.records, TABLES[self.table_name])) for c in chunks if c.records.num_rows]
+        if not tables:
+            return
+        table = pa.concat_tables(tables)
+        if pane.timing == PaneInfoTiming.LATE:
+            self.late_panes.inc()
+        self.rows.inc(table.num_rows)
+        written = write_final(table, self.table_name, pane_file_name(input_id, win.start, pane.index),
+                              self.warehouse)
+        if pane.index == 0:
+            self._remove_stale_panes(input_id, win)
+        yield from written
+
+    def _remove_stale_panes(self, input_id: str, win) -> None:
+        """A first pane starts the window afresh: later-pane files of an earlier run over the same
+        window (a replay in which those rows now arrive in a different pane) are removed, so a
+        replay never keeps a row twice. In a first run there are none yet (panes of one key and
+        window are written in order)."""
+        prefix = pane_file_name(input_id, win.start, 0)[:-len("0.parquet")]
+        for day in {(win.start.micros // US_PER_DAY), ((win.end.micros - 1) // US_PER_DAY)}:
+            label = (EPOCH + timedelta(days=int(day))).isoformat()
+            folder = wh.partition_dir(self.warehouse, self.table_name, label)
+            for old in folder.glob(glob.escape(prefix) + "*.parquet"):
+                if old.name != prefix + "0.parquet":
+                    old.unlink(missing_ok=True)
+
+
+class WriteRejectChunks(beam.DoFn):
+    """rejects RecordChunk (global window) -> WAREHOUSE/rejects/date=D/<input_id>-<kind><digest>.parquet.
+
+    The digest is over the content (redacted lines, or for rows without a line the record they
+    stand for), not over source_line, which is not stable in streaming."""
+
+    def __init__(self, warehouse: str, kind: str):
+        self.warehouse, self.kind = warehouse, kind
+
+    def process(self, chunk):
+        table = chunk.records
+        if table.num_rows:
+            digest = chunk.counts.get("digest") or _digest(table.select(["reason", "line"]))
+            name = f"{chunk.input_id}-{self.kind}{digest}.parquet"
+            yield from write_final(table, "rejects", name, self.warehouse)
+
+
+# -- the pipeline -------------------------------------------------------------------------------
+
+
+def build_streaming_pipeline(lines, formats, keystore: Keystore, scrubber: Scrubber, warehouse: str,
+                             now: datetime, retention_days: int, source: str, window_minutes: float = 5,
+                             allowed_lateness_minutes: float = 10, ip_mode: str = "hmac",
+                             geoip_db: list[str] | None = None, geo_detail: str = "country",
+                             max_lines: int = MAX_LINES):
+    """Raw lines -> written files. Returns {"access", "rejects"}: PCollections of paths written."""
+    window_us = int(round(window_minutes * 60_000_000))
+    lateness_us = int(round(allowed_lateness_minutes * 60_000_000))
+    cutoff = retention_cutoff(now, retention_days)
+    parsed = (lines
+              | "LinesToChunks" >> beam.ParDo(LinesToChunks(source, max_lines))
+              | "ParseAccessLogs" >> ParseAccessLogs(formats))
+    routed = parsed.records | "RouteExpired" >> beam.ParDo(RouteExpired(cutoff, now)).with_outputs(
+        "expired", main="records")
+    access = (routed.records
+              | "EnforceRetention" >> EnforceRetention(cutoff)
+              | "Enrich" >> Enrich(geoip_db, geo_detail)
+              | "ScrubUrls" >> ScrubUrls(scrubber)
+              | "PseudonymizeClients" >> PseudonymizeClients(keystore, ip_mode)
+              | "SplitByWindow" >> beam.ParDo(SplitByWindow(window_us)))
+    gated = (access
+             | "KeyByWindow" >> beam.Map(lambda c, ts=beam.DoFn.TimestampParam:
+                                         (f"{c.input_id}:{(ts.micros // window_us) * window_us}", c))
+             | "LateGate" >> beam.ParDo(LateGate(window_us, lateness_us)).with_outputs("too_late", main="on_time"))
+    written = (gated.on_time
+               | "Windows" >> beam.WindowInto(
+                   window.FixedWindows(Duration(micros=window_us)),
+                   trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                   accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                   allowed_lateness=Duration(micros=lateness_us))
+               | "BySource" >> beam.Map(lambda c: (c.input_id, c))
+               | "GatherPane" >> beam.GroupByKey()
+               | "WritePanes" >> beam.ParDo(WriteWindowPanes(warehouse)))
+    rejects = [
+        parsed.rejects | "RedactRejects" >> RedactRejects(keystore, scrubber, formats, now)
+        | "WriteRejects" >> beam.ParDo(WriteRejectChunks(warehouse, "r")),
+        routed.expired | "WriteExpired" >> beam.ParDo(WriteRejectChunks(warehouse, "x")),
+        gated.too_late | "WriteTooLate" >> beam.ParDo(WriteRejectChunks(warehouse, "l")),
+    ]
+    return {"access": written, "rejects": rejects | "AllRejects" >> beam.Flatten()}
+
+
+def prepare_run(config: StreamingConfig):
+    """Check everything that can be checked before starting -> (formats, keystore, scrubber, now, warehouse)."""
+    from pipelines.batch import parse_zone  # shared with batch
+    from transforms.fields import parse_trusted_proxies
+
+    if config.log_format == "auto":
+        raise AccesslogError("--log-format auto needs files to sniff; name the format for a stream")
+    spec = config.log_format_name if config.nginx_conf and config.log_format_name else config.log_format
+    fmt = resolve_format(spec, config.nginx_conf, config.field_map)
+    if not fmt.is_access:
+        raise AccesslogError(f"--log-format {config.log_format}: streaming handles access logs only")
+    fmt = dataclasses.replace(fmt, options={**fmt.options, "zone": parse_zone(config.timezone),
+                                            "trusted_proxies": parse_trusted_proxies(config.trusted_proxies)})
+    now = parse_now(config.now)
+    if config.geoip_db:
+        GeoLookup(config.geoip_db, config.geo_detail).close()
+    warehouse = wh.prepare(config.warehouse)
+    keystore = Keystore.from_options(config.keys, config.key_period, outside=warehouse)
+    keystore.check_window(retention_cutoff(now, config.retention_days).date())
+    scrubber = Scrubber(parse_secret_params(config.secret_params))
+    return fmt, keystore, scrubber, now, str(warehouse)
+
+
+def run_streaming(argv: list[str]) -> None:
+    options = PipelineOptions(argv)
+    config = StreamingConfig.from_options(options)
+    if not options.get_all_options().get("runner"):
+        raise AccesslogError("pass --runner (e.g. --runner=FlinkRunner or DataflowRunner): the default "
+                             "DirectRunner tries to download Prism")
+    options.view_as(StandardOptions).streaming = True
+    fmt, keystore, scrubber, now, warehouse = prepare_run(config)
+    with beam.Pipeline(options=options) as p:
+        build_streaming_pipeline(read_source(p, config), fmt, keystore, scrubber, warehouse, now,
+                                 config.retention_days, config.source_name, config.window_minutes,
+                                 config.allowed_lateness_minutes, config.ip_mode, config.geoip_db, config.geo_detail)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run_streaming(list(argv if argv is not None else sys.argv[1:]))
+    except AccesslogError as e:
+        print(f"accesslog: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
