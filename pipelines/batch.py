@@ -154,11 +154,19 @@ def build_pipeline(p: beam.Pipeline, inputs: list[LogInput], formats: dict[str, 
                    max_reject_ratio: float, chunk_bytes: int = CHUNK_BYTES, redistribute: bool = False,
                    ip_mode: str = "hmac", geoip_db: list[str] | None = None, geo_detail: str = "country"):
     """Wire the batch pipeline; returns the PCollection of per-input summaries."""
-    cutoff = retention_cutoff(now, retention_days)
-    parsed = (p
+    chunks = (p
               | "Inputs" >> beam.Create(inputs)
-              | "ReadLogChunks" >> ReadLogChunks(chunk_bytes, redistribute=redistribute)
-              | "ParseAccessLogs" >> ParseAccessLogs(formats))
+              | "ReadLogChunks" >> ReadLogChunks(chunk_bytes, redistribute=redistribute))
+    return process_chunks(chunks, formats, keystore, scrubber, warehouse, run_id, now, retention_days,
+                          max_reject_ratio, ip_mode, geoip_db, geo_detail)
+
+
+def process_chunks(chunks, formats: dict[str, LogFormat], keystore: Keystore, scrubber: Scrubber, warehouse: str,
+                   run_id: str, now: datetime, retention_days: int, max_reject_ratio: float,
+                   ip_mode: str = "hmac", geoip_db: list[str] | None = None, geo_detail: str = "country"):
+    """LogChunks -> committed warehouse files; the per-input summaries. Shared by batch and follow."""
+    cutoff = retention_cutoff(now, retention_days)
+    parsed = chunks | "ParseAccessLogs" >> ParseAccessLogs(formats)
     # Retention first: expired rows never need a key (their period's key may be shredded).
     errors = (parsed.errors
               | "EnforceErrorRetention" >> EnforceRetention(cutoff)

@@ -444,43 +444,16 @@ class Follower:
 def build_follow_pipeline(p, chunks: list[LogChunk], formats, keystore, scrubber, warehouse: str, run_id: str,
                           now: datetime, retention_days: int, ip_mode: str = "hmac",
                           geoip_db: list[str] | None = None, geo_detail: str = "country"):
-    """`pipelines.batch.build_pipeline` from LogChunks instead of whole inputs (keep the two in step:
-    tests/test_follow.py checks that follow and batch write the same rows)."""
+    """The batch pipeline (`pipelines.batch.process_chunks`) over this micro-batch's LogChunks."""
     import apache_beam as beam
 
-    from transforms.enrich import Enrich
-    from transforms.error_entries import AttachErrors, PseudonymizeErrors
-    from transforms.parse import ParseAccessLogs
-    from transforms.pseudonymize import PseudonymizeClients
-    from transforms.rejects import RedactRejects
-    from transforms.retention import EnforceRetention, retention_cutoff
-    from transforms.scrub import ScrubUrls
-    from transforms.write import CommitInputs, WriteParquetPartitions
+    from pipelines.batch import process_chunks
 
-    cutoff = retention_cutoff(now, retention_days)
-    parsed = (p
-              | "Chunks" >> beam.Create(chunks).with_output_types(type(chunks[0]))
-              | "ParseAccessLogs" >> ParseAccessLogs(formats))
-    errors = (parsed.errors
-              | "EnforceErrorRetention" >> EnforceRetention(cutoff)
-              | "PseudonymizeErrors" >> PseudonymizeErrors(keystore, scrubber))
-    access = (parsed.records
-              | "EnforceRetention" >> EnforceRetention(cutoff)
-              | "Enrich" >> Enrich(geoip_db, geo_detail)
-              | "ScrubUrls" >> ScrubUrls(scrubber)
-              | "PseudonymizeClients" >> PseudonymizeClients(keystore, ip_mode))
-    if any(not f.is_access for f in formats.values()):
-        access = access | "AttachErrors" >> AttachErrors(errors)
-    written_access = access | "WriteAccess" >> WriteParquetPartitions(warehouse, run_id, "access")
-    written_errors = errors | "WriteErrors" >> WriteParquetPartitions(warehouse, run_id, "errors")
-    rejects = (parsed.rejects
-               | "RedactRejects" >> RedactRejects(keystore, scrubber, formats, now)
-               | "WriteRejects" >> WriteParquetPartitions(warehouse, run_id, "rejects"))
-    # A micro-batch always commits: a reject ratio over a handful of lines says little, and
-    # its rejects are kept in the rejects table.
-    return ((written_access, written_errors, rejects)
-            | "AllWritten" >> beam.Flatten()
-            | "CommitInputs" >> CommitInputs(warehouse, run_id, 1.0))
+    created = p | "Chunks" >> beam.Create(chunks).with_output_types(type(chunks[0]))
+    # A micro-batch always commits (ratio 1.0): a reject ratio over a handful of lines says
+    # little, and its rejects are kept in the rejects table.
+    return process_chunks(created, formats, keystore, scrubber, warehouse, run_id, now, retention_days, 1.0,
+                          ip_mode, geoip_db, geo_detail)
 
 
 @dataclass
