@@ -68,6 +68,8 @@ class RunConfig:
     geoip_db: list[str] | None = None
     geo_detail: str = "country"
     apply_retention: bool = False
+    sessions: bool = False
+    session_gap_minutes: int = 30
     beam_args: list[str] = field(default_factory=list)
 
     @classmethod
@@ -294,6 +296,14 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         "inputs": summaries,
     })
     failed = [s for s in summaries if s["status"] != "committed"]
+    if config.sessions:
+        from pipelines.sessions import days_written, recompute_sessions
+        with worker_stderr_silenced(quiet_workers):
+            written = recompute_sessions(str(warehouse), days_written(summaries), options, run_id,
+                                         config.session_gap_minutes)
+        doc = json.loads(manifest.read_text())
+        doc["sessions"] = written
+        wh.write_manifest(str(warehouse), run_id, doc)
     if config.apply_retention:
         from accesslog.retention import apply_retention
         report = apply_retention(str(warehouse), config.retention_days, now, keystore)

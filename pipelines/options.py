@@ -19,6 +19,10 @@ def add_run_arguments(parser) -> None:
                         default=0.5, help="fail an input when more than this share of its lines is rejected")
     parser.add_argument("--chunk-bytes", "--chunk_bytes", dest="chunk_bytes", type=int, default=CHUNK_BYTES,
                         help=f"bytes of log per chunk of work (default {CHUNK_BYTES})")
+    parser.add_argument("--sessions", action="store_true",
+                        help="also (re)compute the sessions table (visits) for the days this run wrote")
+    parser.add_argument("--session-gap-minutes", "--session_gap_minutes", dest="session_gap_minutes", type=int,
+                        default=30, help="a gap longer than this starts a new session (default 30)")
     parser.add_argument("--apply-retention", "--apply_retention", dest="apply_retention", action="store_true",
                         help="after writing, delete warehouse partitions older than --retention-days and shred "
                              "keys of periods entirely older (as `accesslog retention`)")
