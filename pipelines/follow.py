@@ -528,6 +528,9 @@ class FollowRun:
         if not chunks:
             return 0
         self._check_keys()   # the window moves while following; a shredded key must not be met in a worker
+        # Make newly seen files durable before their first output: a crash before the first
+        # checkpoint followed by a rotation would otherwise leave the rotated copy unknown.
+        save_checkpoint(self.warehouse, follower.state)
         run_id = "follow-" + wh.new_run_id()
         now = parse_now(None)
         options, _ = beam_options(["--runner=FnApiRunner", "--default_sdk_harness_log_level=WARNING"])

@@ -138,8 +138,7 @@ class StreamingOptions(PipelineOptions):
                             dest="allowed_lateness_minutes", type=float, default=10,
                             help="how late (behind the watermark) a record may arrive and still be written "
                                  "(as a later pane); later records go to rejects as too_late (default 10)")
-        parser.add_argument("--session-gap-minutes", "--session_gap_minutes", dest="session_gap_minutes",
-                            type=float, default=30, help="sessions: gap that starts a new visit (default 30)")
+        # --session-gap-minutes comes with the run flags (pipelines.options.add_run_arguments).
         # AccessLogOptions (pipelines.options, always defined first) registers the same run flags;
         # Beam builds one parser from every PipelineOptions subclass, so skip what is already there.
         add_run_arguments(_NewFlagsOnly(parser))

@@ -151,8 +151,13 @@ def test_crash_after_outputs_before_checkpoint_rewrites_the_same_files(tmp_path,
     follow_once(tmp_path, log)
     expected += append(log, "x", range(8, 15))
 
-    def crash(*_args, **_kwargs):
-        raise SystemExit("killed between the output renames and the checkpoint rename")
+    real_save, calls = follow.save_checkpoint, []
+
+    def crash(*args, **kwargs):   # the first save (newly seen files) passes; the one after the outputs dies
+        calls.append(1)
+        if len(calls) > 1:
+            raise SystemExit("killed between the output renames and the checkpoint rename")
+        real_save(*args, **kwargs)
 
     monkeypatch.setattr(follow, "save_checkpoint", crash)
     with pytest.raises(SystemExit):
@@ -332,3 +337,34 @@ def test_register_adds_the_follow_subcommand(tmp_path):
     assert args.interval == "500ms" and args.once
     assert args.func(args) == 0
     assert paths_written(tmp_path / "wh") == Counter(expected)
+
+
+def test_crash_before_the_first_checkpoint_then_rotation_loses_nothing(tmp_path, monkeypatch):
+    """Found by the nginx end-to-end test: outputs written, process killed before the
+    checkpoint that follows them, log rotated before the restart. The restart must still
+    find access.log.1 and read all of it (newly seen files are checkpointed first)."""
+    import shutil
+
+    import pipelines.follow as follow
+
+    log = tmp_path / "access.log"
+    sent = append(log, "a", range(32))
+    real_save, calls = follow.save_checkpoint, []
+
+    def crash_after_outputs(warehouse, state):
+        calls.append(1)
+        if len(calls) == 2:   # the save after the micro-batch's outputs are in place
+            raise RuntimeError("simulated kill -9")
+        real_save(warehouse, state)
+
+    monkeypatch.setattr(follow, "save_checkpoint", crash_after_outputs)
+    with pytest.raises(RuntimeError, match="simulated"):
+        follow_once(tmp_path, log)
+    monkeypatch.setattr(follow, "save_checkpoint", real_save)
+    assert rows(tmp_path / "wh").num_rows == 32   # outputs landed, checkpoint did not move past them
+    sent += append(log, "a", range(32, 96))
+    shutil.move(log, tmp_path / "access.log.1")
+    sent += append(log, "b", range(32))
+    follow_once(tmp_path, log)
+    follow_once(tmp_path, log)
+    assert paths_written(tmp_path / "wh") == Counter(sent)
