@@ -41,7 +41,7 @@ with TestStream on ``--runner=BundleBasedDirectRunner --streaming``):
 6. ``LateGate`` (stateful, keyed by (input_id, window start)): an event-time timer at
    window end + allowed lateness marks the window *closed*; records arriving for a closed window
    are exactly the ones Beam's GroupByKey would drop as too late: they are routed to ``rejects``
-   (reason ``too_late``, ``line`` null, source_line kept) and counted in the counter
+   (reason ``late``, ``line`` null, source_line kept) and counted in the counter
    ``accesslog.streaming/late_dropped``. What is *not* counted: a too-late record for a window this
    gate never saw before (no timer was set yet; Python DoFns cannot read the watermark). Beam
    drops those silently in the GroupByKey; that is the only loss path. (On BundleBasedDirectRunner
@@ -137,7 +137,7 @@ class StreamingOptions(PipelineOptions):
         parser.add_argument("--allowed-lateness-minutes", "--allowed_lateness_minutes",
                             dest="allowed_lateness_minutes", type=float, default=10,
                             help="how late (behind the watermark) a record may arrive and still be written "
-                                 "(as a later pane); later records go to rejects as too_late (default 10)")
+                                 "(as a later pane); later records go to rejects as late (default 10)")
         # --session-gap-minutes comes with the run flags (pipelines.options.add_run_arguments).
         # AccessLogOptions (pipelines.options, always defined first) registers the same run flags;
         # Beam builds one parser from every PipelineOptions subclass, so skip what is already there.
@@ -412,7 +412,7 @@ class LateGate(beam.DoFn):
             self.late_dropped.inc(chunk.records.num_rows)
             lines = chunk.records["source_line"].to_pylist()
             min_us = pc.cast(pc.min(chunk.records["received_at"]), pa.int64()).as_py()
-            yield beam.pvalue.TaggedOutput("too_late", _marker_rejects(chunk, lines, "too_late", min_us))
+            yield beam.pvalue.TaggedOutput("too_late", _marker_rejects(chunk, lines, "late", min_us))
             return
         close.set(Timestamp(micros=start_us + self.window_us + self.lateness_us))
         yield chunk

@@ -88,7 +88,7 @@ def test_on_time_pane_then_late_pane_as_second_file(tmp_path):
     assert not list(warehouse.rglob(".*.tmp"))
 
 
-def test_beyond_allowed_lateness_not_written_but_rejected_as_too_late(tmp_path):
+def test_beyond_allowed_lateness_not_written_but_rejected_as_late(tmp_path):
     stream = (BeamTestStream()
               .advance_watermark_to(ts(at(0)))
               .add_elements([line(at(1), "/a")])
@@ -100,7 +100,7 @@ def test_beyond_allowed_lateness_not_written_but_rejected_as_too_late(tmp_path):
               .advance_watermark_to_infinity())
     warehouse = run_stream(stream, tmp_path)
     assert access_files(warehouse) == {wname(at(0), 0): ["/a"], wname(at(30), 0): ["/next"]}
-    assert rejects(warehouse) == [("too_late", SOURCE, None)]
+    assert rejects(warehouse) == [("late", SOURCE, None)]
     [reject_file] = warehouse.glob("rejects/*/*.parquet")
     assert reject_file.parent.name == "date=2026-11-20"      # filed under the record's own date
     assert pq.read_table(reject_file)["source_line"].to_pylist()[0] >= 1   # position in the stream
