@@ -429,3 +429,10 @@ def test_custom_format_with_host():
     assert row["bytes_sent"] is None   # the format has no $body_bytes_sent
     assert row["received_at"] == datetime(2000, 10, 10, 13, 55, 35, 750000, tzinfo=UTC)
 
+
+
+def test_utf8_byte_order_mark_at_the_start_of_a_file_is_ignored():
+    text = '192.0.2.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "-" "-"'
+    records, rejects = parse_chunk(COMBINED, LogChunk("a.log", "id", 1, b"\xef\xbb\xbf" + text.encode() + b"\n"))
+    assert records.records.num_rows == 1 and rejects.source_lines == []
+    assert records.records["_client_ip"].to_pylist() == ["192.0.2.1"]

@@ -196,6 +196,8 @@ def tokenize_chunk(fmt: LogFormat, chunk: LogChunk) -> Tokenized:
     """Stage 1: normalize bytes, find lines, split fields with the CSV tokenizer."""
     started = time.perf_counter()
     data = chunk.data
+    if chunk.first_line == 1 and data.startswith(b"\xef\xbb\xbf"):   # a UTF-8 byte-order mark
+        data = data[3:]
     if not data.isascii():
         # Arrow strings must be UTF-8: invalid bytes become U+FFFD, never a crash.
         data = data.decode("utf-8", "replace").encode("utf-8")
