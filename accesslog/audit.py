@@ -48,7 +48,7 @@ def write_audit(warehouse: str | os.PathLike, action: str, doc: dict, now: datet
         path = _link_unique(tmp, folder, stem)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return path
 
 
@@ -64,7 +64,8 @@ def _link_unique(tmp: Path, folder: Path, stem: str) -> Path:
     raise FileExistsError(f"too many audit entries named {stem}")
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or link in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import schemas
-from accesslog.audit import write_audit
+from accesslog.audit import fsync_dir, write_audit
 from accesslog.errors import AccesslogError
 from accesslog.keystore import PERIODS, Keystore, period_label
 from accesslog.retention import Partition, date_partitions
@@ -377,7 +377,7 @@ def _erase_from_file(root: Path, m: FileMatch, pseudonyms: Pseudonyms) -> dict |
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-        _fsync_dir(m.path.parent)
+        fsync_dir(m.path.parent)
         return _file_entry(root, m, table.num_rows, erased, "deleted" if tmp is None else "rewritten")
     raise AccesslogError(f"{m.path} kept changing while erasing: stop the batch run writing to the "
                          "warehouse and retry")
@@ -419,14 +419,6 @@ def _same_file(before: os.stat_result, path: Path) -> bool:
     except FileNotFoundError:
         return False
     return (now.st_ino, now.st_size, now.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_stale_temp_files(folder: Path) -> None:

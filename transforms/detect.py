@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from accesslog.errors import AccesslogError
 from transforms.chunks import LogChunk, LogInput, open_input
-from transforms.formats import FORMATS, resolve_format
+from transforms.formats import resolve_format
 from transforms.parse import parse_chunk
 
 SAMPLE_LINES = 50
@@ -68,5 +68,3 @@ def detect(lines: list[str], source: str = "input") -> Detection:
                              "or Apache LogFormat")
     return best
 
-
-__all__ = ["detect", "sample_lines", "Detection", "FORMATS"]
