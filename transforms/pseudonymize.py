@@ -123,29 +123,9 @@ def _days(received_at: pa.Array) -> np.ndarray:
     return us // 86_400_000_000
 
 
-_MEMO: dict[tuple, dict] = {}   # (fn, secret) -> {value: pseudonym}: the same clients recur in every chunk
-_MEMO_LIMIT = 1 << 18
-
-
-def _memoized(fn, secret: bytes, values: list[str]) -> list[str]:
-    memo = _MEMO.get((fn, secret))
-    if memo is None or len(memo) > _MEMO_LIMIT:
-        if len(_MEMO) > 16:
-            _MEMO.clear()
-        memo = _MEMO[(fn, secret)] = {}
-    get = memo.get
-    out = []
-    for v in values:
-        r = get(v)
-        if r is None:
-            r = memo[v] = fn(secret, v)
-        out.append(r)
-    return out
-
-
 def _keyed(values: pa.Array, days: np.ndarray, keystore: Keystore, fn) -> pa.Array:
     """fn(secret, value) once per distinct (value, day) pair; nulls stay null."""
-    return _keyed_batches(values, days, keystore, lambda secret, vs: _memoized(fn, secret, vs))
+    return _keyed_batches(values, days, keystore, lambda secret, vs: [fn(secret, v) for v in vs])
 
 
 def _keyed_batches(values: pa.Array, days: np.ndarray, keystore: Keystore, batch_fn) -> pa.Array:
