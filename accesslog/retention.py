@@ -78,7 +78,8 @@ def _partition_day(name: str) -> date | None:
 
 
 def retention_cutoff(now: datetime, days: int) -> datetime:
-    """Same instant as transforms.retention.retention_cutoff (not imported: it pulls in Beam)."""
+    """Records received before this instant are expired (the batch, follow and streaming
+    pipelines import it from here through transforms.retention)."""
     return now - timedelta(days=days)
 
 

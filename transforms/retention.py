@@ -7,19 +7,15 @@ reported (`expired`) so that every input line stays accounted for.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from accesslog.retention import retention_cutoff  # noqa: F401 (one definition; re-exported)
 from schemas import PARTITION_TIME_COLUMN
 from transforms.parse import RecordChunk
-
-
-def retention_cutoff(now: datetime, days: int) -> datetime:
-    """Records received before this instant are expired."""
-    return now - timedelta(days=days)
 
 
 def enforce_retention(table: pa.Table, cutoff: datetime, time_column: str = "received_at") -> tuple[pa.Table, int]:
