@@ -6,6 +6,18 @@ session span two days), each day's sessions depend only on that day's access row
 run, the days it wrote are recomputed from all their access rows with the Beam `Sessionize`
 transform, and each day's `sessions/date=D/sessions.parquet` is replaced atomically. Rerunning
 gives the same file: idempotent, no duplicates.
+
+Streaming sessions (`python -m pipelines.streaming --sessions`) go to the same file, by upsert:
+a session fires again (a LATE pane, accumulating) when late data extends it or merges it with
+another, and each pane must replace what was stored for it. `UpsertSessions` keys the fired rows
+by UTC day (Beam processes one key's elements one at a time) and rewrites that day's file with
+`supersede(stored + new)`: the sessions of one (client_id, host) never overlap, and a later pane
+of a session (or the merged session that swallowed it) covers its whole time range with at least
+as many requests, so a row is dropped when another row of the same client and host covers its
+[session_start, session_end] with at least as many requests. That is an upsert of every pane,
+including a merge's halves, and a replayed stream leaves the file unchanged. The file is rewritten
+once per bundle of fired sessions per day (a few MB for a busy day), which is the price of a
+table whose readers never see superseded panes.
 """
 from __future__ import annotations
 
@@ -14,15 +26,22 @@ import os
 import re
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from apache_beam.coders import VarIntCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import userstate
 
 from accesslog import warehouse as wh
 from schemas import SESSIONS
 from transforms.parse import RecordChunk
 from transforms.sessionize import Sessionize
-from transforms.write import WriteParquetPartitions, conform
+from transforms.write import WriteParquetPartitions, conform, plain
 
+SORT = [("session_start", "ascending"), ("client_id", "ascending"), ("host", "ascending")]
+US_PER_DAY = 86_400_000_000
 COLUMNS = ["client_id", "host", "received_at", "url_path", "bytes_sent", "status", "method", "is_bot"]
 
 
@@ -64,13 +83,7 @@ def recompute_sessions(warehouse: str, days: list[str], options, run_id: str, ga
             folder = wh.partition_dir(warehouse, "sessions", day)
             final = folder / "sessions.parquet"
             if tables:
-                table = conform(pa.concat_tables(tables), SESSIONS).sort_by(
-                    [("session_start", "ascending"), ("client_id", "ascending"), ("host", "ascending")])
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = folder / ".sessions.parquet.tmp"
-                pq.write_table(table, tmp, compression="zstd", store_schema=False)
-                os.replace(tmp, final)
-                written[day] = table.num_rows
+                written[day] = write_day(warehouse, day, pa.concat_tables(tables))
             for other in folder.glob("*.parquet") if folder.is_dir() else ():
                 if other != final or not tables:
                     other.unlink()
@@ -78,3 +91,89 @@ def recompute_sessions(warehouse: str, days: list[str], options, run_id: str, ga
         wh.remove_staging(warehouse, stage_id)
     return written
 
+
+
+def day_file(warehouse: str, day: str):
+    return wh.partition_dir(warehouse, "sessions", day) / "sessions.parquet"
+
+
+def write_day(warehouse: str, day: str, table: pa.Table) -> int:
+    """Replace WAREHOUSE/sessions/date=DAY/sessions.parquet atomically with `table` -> rows written."""
+    table = conform(table, SESSIONS).sort_by(SORT)
+    final = day_file(warehouse, day)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / ".sessions.parquet.tmp"
+    pq.write_table(table, tmp, compression="zstd", store_schema=False)
+    os.replace(tmp, final)
+    return table.num_rows
+
+
+def supersede(table: pa.Table) -> pa.Table:
+    """Session rows (stored and newly fired panes) -> the current sessions: a row is dropped when
+    another row of the same (client_id, host) covers its [session_start, session_end] with at
+    least as many requests (an earlier pane of it, a half of a merge, or an exact duplicate)."""
+    if table.num_rows < 2:
+        return table
+    start = pc.cast(table["session_start"], pa.int64()).to_pylist()
+    end = pc.cast(table["session_end"], pa.int64()).to_pylist()
+    requests = table["requests"].to_pylist()
+    clients, hosts = table["client_id"].to_pylist(), table["host"].to_pylist()
+    order = sorted(range(table.num_rows),
+                   key=lambda i: (clients[i], hosts[i] or "", hosts[i] is None, start[i], -end[i], -requests[i]))
+    keep = np.zeros(table.num_rows, dtype=bool)
+    cover = None   # the kept row reaching furthest, in this (client_id, host)
+    for i in order:
+        if (cover is not None and clients[cover] == clients[i] and hosts[cover] == hosts[i]
+                and end[i] <= end[cover] and requests[i] <= requests[cover]):
+            continue   # start[i] >= start[cover] by the order
+        keep[i] = True
+        if cover is None or clients[cover] != clients[i] or hosts[cover] != hosts[i] or end[i] > end[cover]:
+            cover = i
+    return table.filter(pa.array(keep))
+
+
+class _UpsertDay(beam.DoFn):
+    """(day, sessions rows of that day) -> the day's file path, after upserting the rows."""
+
+    UPSERTS = userstate.ReadModifyWriteStateSpec("upserts", VarIntCoder())   # makes the DoFn keyed
+
+    def __init__(self, warehouse: str):
+        self.warehouse = warehouse
+        self.superseded = Metrics.counter("accesslog.sessions", "superseded_rows")
+
+    def process(self, element, upserts=beam.DoFn.StateParam(UPSERTS)):
+        day, table = element
+        stored = day_file(self.warehouse, day)
+        rows = conform(table, SESSIONS)
+        if stored.exists():
+            rows = pa.concat_tables([conform(pq.read_table(stored, partitioning=None), SESSIONS), rows],
+                                    promote_options="permissive")
+        current = supersede(plain(rows))
+        self.superseded.inc(rows.num_rows - current.num_rows)
+        write_day(self.warehouse, day, current)
+        upserts.write((upserts.read() or 0) + 1)
+        yield str(stored)
+
+
+def _by_day(chunk: RecordChunk):
+    table = chunk.records
+    if table.num_rows == 0:
+        return
+    days = pc.cast(table["session_start"], pa.int64()).to_numpy(zero_copy_only=False) // US_PER_DAY
+    for day in np.unique(days):
+        label = str(np.datetime64(int(day), "D"))
+        yield label, table if (days == day).all() else table.filter(pa.array(days == day))
+
+
+class UpsertSessions(beam.PTransform):
+    """Sessionize's output (fired panes, global window) -> WAREHOUSE/sessions/date=D/sessions.parquet
+    upserted per day (see the module docstring). Yields the paths rewritten."""
+
+    def __init__(self, warehouse: str):
+        super().__init__()
+        self.warehouse = warehouse
+
+    def expand(self, chunks):
+        return (chunks
+                | "ByDay" >> beam.FlatMap(_by_day).with_output_types(beam.typehints.KV[str, pa.Table])
+                | "Upsert" >> beam.ParDo(_UpsertDay(self.warehouse)))

@@ -28,28 +28,35 @@ with TestStream on ``--runner=BundleBasedDirectRunner --streaming``):
    of a file, and not stable across restarts or workers (the message offset / sequence is not carried
    by the sources as configured; use it as a hint, not an identity).
 2. ``ParseAccessLogs`` -> records / rejects (unchanged batch transform).
-3. Expired records (received before ``--now`` minus ``--retention-days``): before the unchanged
-   ``EnforceRetention`` drops them, ``RouteExpired`` writes one ``rejects`` row per such record
-   with reason ``expired`` and ``line`` null: the raw line is past retention, so it is not kept;
-   source/source_line say where it was. The cutoff is fixed when the pipeline is built (``--now``,
-   default: start time): a long-running job keeps a little more than the retention window;
-   ``accesslog retention`` removes the rest.
+3. ``RouteExpired``: records received before "now" minus ``--retention-days`` are removed and
+   written as ``rejects`` rows with reason ``expired`` and ``line`` null (the raw line is past
+   retention, so it is not kept; source/source_line say where it was). "Now" is ``--now`` when
+   given (reproducible replays, the tests), otherwise the clock at each chunk, so a job that runs
+   for months keeps expiring what falls out of the window. The unchanged ``EnforceRetention``
+   follows with the cutoff of the start time (it finds nothing left to drop).
 4. ``Enrich``, ``ScrubUrls``, ``PseudonymizeClients`` (unchanged).
 5. ``SplitByWindow``: each RecordChunk is cut by FixedWindows(window_minutes) of ``received_at``;
    one RecordChunk per window, stamped (TimestampedValue) with the window's earliest received_at,
    so event time drives windowing and lateness.
-6. ``LateGate`` (stateful, keyed by (input_id, window start)): an event-time timer at
-   window end + allowed lateness marks the window *closed*; records arriving for a closed window
-   are exactly the ones Beam's GroupByKey would drop as too late: they are routed to ``rejects``
-   (reason ``late``, ``line`` null, source_line kept) and counted in the counter
-   ``accesslog.streaming/late_dropped``. What is *not* counted: a too-late record for a window this
-   gate never saw before (no timer was set yet; Python DoFns cannot read the watermark). Beam
-   drops those silently in the GroupByKey; that is the only loss path. (On BundleBasedDirectRunner
-   with TestStream user counters of later bundles were not reported, see transforms.sessionize;
-   the rejects rows are the reliable record.)
-7. ``WindowInto(FixedWindows, trigger=AfterWatermark(late=AfterCount(1)), DISCARDING,
-   allowed_lateness)`` then a GroupByKey per input_id: each pane holds only the rows new since
-   the previous pane, and ``WriteWindowPanes`` writes them to
+6. ``LateGate`` (stateful, keyed by input_id): Beam gives a Python DoFn no reading of the
+   watermark, only watermark timers, which fire once it has passed their time. The gate keeps the
+   close times (window end + allowed lateness) of the windows it let through and a timer at the
+   earliest; each time one fires, its time becomes the source's *horizon* (the watermark is known
+   to be past it). A chunk whose window closes at or before the horizon is too late: routed to
+   ``rejects`` (reason ``late``, ``line`` null, source_line kept) and counted in
+   ``accesslog.streaming/late_dropped`` -- whether or not its window ever had data. A chunk whose
+   window closes after the horizon goes on. The horizon trails the watermark by at most one
+   window while the source has data; after the source was idle it may trail by the idle time, and
+   a record that much later than the allowed lateness is then written as a LATE pane rather than
+   rejected.
+7. ``WindowInto(FixedWindows, trigger=AfterWatermark(late=AfterCount(1)), DISCARDING)`` then a
+   GroupByKey per input_id. The GroupByKey's allowed lateness is the gate's plus the retention
+   window plus one day (``gbk_lateness_us``): everything older than the retention window was
+   rejected in step 3, so Beam could only drop a record the gate let through if the watermark
+   ran a day ahead of the clock. Nothing is dropped silently: every line ends in a Parquet file
+   or a rejects row. (The state this keeps per source and window is a few bytes of trigger
+   state until the window's lateness ends.) Each pane holds only the rows new since the previous
+   pane, and ``WriteWindowPanes`` writes them to
    ``WAREHOUSE/access/date=D/<input_id>-w<window start, epoch s>-p<pane index>.parquet``
    (atomically: temp file + rename). The files of all panes of a window together hold the
    window's rows. A replayed window overwrites its files instead of adding rows: the same pane
@@ -61,11 +68,16 @@ with TestStream on ``--runner=BundleBasedDirectRunner --streaming``):
 8. Parse rejects go through the unchanged ``RedactRejects``; all rejects are written, per chunk, to
    ``WAREHOUSE/rejects/date=D/<input_id>-<kind><content digest>.parquet`` (kind r = parse reject,
    x = expired, l = too late; the digest, not source_line, makes a replay overwrite).
+9. ``--sessions``: the records the gate let through also go to the unchanged ``Sessionize``
+   (allowed lateness: the gate's plus one window, so what the gate lets through in time reaches
+   its session) and ``pipelines.sessions.UpsertSessions``, which upserts every fired pane into
+   ``WAREHOUSE/sessions/date=D/sessions.parquet`` (a late pane replaces the session's earlier
+   row; a merged session replaces both halves). A record let through after an idle source (step
+   6) is written to ``access`` but can miss its session window; ``accesslog run --sessions``
+   recomputes a day's sessions from its access rows.
 
-Not done here: sessions (``transforms.sessionize.Sessionize`` is streaming-ready, but its
-accumulating panes need an upsert writer, see its docstring; ``--session-gap-minutes`` is accepted
-and validated for it), error logs (error-log formats are refused), run manifests and reject-ratio
-checks (a stream has no end to check at).
+Not done here: error logs (error-log formats are refused), run manifests and reject-ratio checks
+(a stream has no end to check at).
 """
 from __future__ import annotations
 
@@ -77,7 +89,7 @@ import re
 import sys
 import tempfile
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import apache_beam as beam
@@ -85,7 +97,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from apache_beam.coders import BooleanCoder
+from apache_beam.coders import IterableCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms import trigger, userstate, window
@@ -98,6 +110,7 @@ from accesslog.errors import AccesslogError
 from accesslog.keystore import Keystore
 from accesslog.retention import parse_now
 from pipelines.options import add_run_arguments
+from pipelines.sessions import UpsertSessions
 from schemas import PARTITION_TIME_COLUMN, REJECTS, TABLES
 from transforms.chunks import LogChunk
 from transforms.enrich import Enrich, GeoLookup
@@ -107,12 +120,14 @@ from transforms.pseudonymize import PseudonymizeClients
 from transforms.rejects import RedactRejects
 from transforms.retention import EnforceRetention, retention_cutoff
 from transforms.scrub import Scrubber, ScrubUrls, parse_secret_params
-from transforms.write import EPOCH, _sorted, conform
+from transforms.sessionize import Sessionize
+from transforms.write import EPOCH, _sorted, conform, plain
 
 COUNTER_NAMESPACE = "accesslog.streaming"
 SOURCES = ("kafka", "pubsub", "files")
 MAX_LINES = 10_000
 US_PER_DAY = 86_400_000_000
+_NEVER = -(2**62)   # horizon before any timer fired
 _SUBSCRIPTION = re.compile(r"projects/[^/\s]+/subscriptions/[^/\s]+")
 _PROJECT_ID = re.compile(r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]")   # apache_beam.io.gcp.pubsub.PROJECT_ID_REGEXP
 
@@ -168,6 +183,7 @@ class StreamingConfig:
     window_minutes: float = 5
     allowed_lateness_minutes: float = 10
     session_gap_minutes: float = 30
+    sessions: bool = False
     log_format: str = "combined"
     nginx_conf: str | None = None
     log_format_name: str | None = None
@@ -353,22 +369,30 @@ def _digest(table: pa.Table) -> str:
 
 
 class RouteExpired(beam.DoFn):
-    """Records before the cutoff -> tagged output ``expired`` (rejects rows, filed under --now's
-    date); every chunk passes on unchanged, for EnforceRetention to drop and count them."""
+    """Rows received before the retention cutoff -> tagged output ``expired`` (rejects rows without
+    content, filed under the date of "now"); the chunk goes on without them (counted as expired).
 
-    def __init__(self, cutoff: datetime, now: datetime):
-        self.cutoff, self.now = cutoff, now
+    With a fixed ``now`` (``--now``, and the tests) the cutoff is fixed; otherwise it is taken
+    from the clock for every chunk, so a job that runs for months keeps rejecting what is older
+    than the retention window now, not when it started."""
+
+    def __init__(self, retention_days: int, now: datetime | None):
+        self.retention_days, self.now = retention_days, now
 
     def process(self, chunk):
         table = chunk.records
-        if table.num_rows:
-            column = PARTITION_TIME_COLUMN.get(chunk.table) or "received_at"
-            old = pc.less(table[column], pa.scalar(self.cutoff, pa.timestamp("us", tz="UTC")))
-            old = pc.fill_null(old, False)
-            if pc.any(old).as_py():
-                lines = table.filter(old)["source_line"].to_pylist()
-                now_us = int(self.now.timestamp() * 1_000_000)
-                yield beam.pvalue.TaggedOutput("expired", _marker_rejects(chunk, lines, "expired", now_us))
+        if table.num_rows == 0:
+            yield chunk
+            return
+        now = self.now or datetime.now(timezone.utc)
+        column = PARTITION_TIME_COLUMN.get(chunk.table) or "received_at"
+        cutoff = pa.scalar(retention_cutoff(now, self.retention_days), pa.timestamp("us", tz="UTC"))
+        old = pc.fill_null(pc.less(table[column], cutoff), False)
+        if pc.any(old).as_py():
+            lines = table.filter(old)["source_line"].to_pylist()
+            now_us = int(now.timestamp() * 1_000_000)
+            yield beam.pvalue.TaggedOutput("expired", _marker_rejects(chunk, lines, "expired", now_us))
+            chunk = dataclasses.replace(chunk, records=table.filter(pc.invert(old)), expired=chunk.expired + len(lines))
         yield chunk
 
 
@@ -393,39 +417,63 @@ class SplitByWindow(beam.DoFn):
 
 
 class LateGate(beam.DoFn):
-    """("<input_id>:<window start µs>", RecordChunk) -> RecordChunk, or tagged ``too_late`` rejects.
+    """(input_id, RecordChunk of one window) -> RecordChunk, or tagged ``too_late`` rejects.
 
-    A watermark timer at window end + allowed lateness closes the window; later arrivals would be
-    dropped by the GroupByKey, so they are routed and counted here instead."""
+    Beam gives a Python DoFn no reading of the watermark, only timers that fire once it has
+    passed their time. So, per source, the gate keeps the close times (window end + allowed
+    lateness) of the windows it has let through and one watermark timer at the earliest of them;
+    when a timer fires, its time becomes the *horizon*: the watermark is known to be past it. A
+    chunk whose window closes at or before the horizon is too late, whether or not its window
+    ever had data, and goes to rejects (counted in ``late_dropped``). A chunk whose window closes
+    after the horizon is let through; when the horizon lags the watermark (the source had no
+    data for a while, so no timer fired), that chunk may be later than the allowed lateness and
+    is written as a LATE pane: the window GroupByKey's own allowed lateness is wide enough (see
+    ``gbk_lateness_us``) that Beam never drops what the gate lets through."""
 
-    CLOSED = userstate.ReadModifyWriteStateSpec("closed", BooleanCoder())
+    HORIZON = userstate.ReadModifyWriteStateSpec("horizon", VarIntCoder())
+    PENDING = userstate.ReadModifyWriteStateSpec("pending", IterableCoder(VarIntCoder()))
     CLOSE = userstate.TimerSpec("close", TimeDomain.WATERMARK)
 
     def __init__(self, window_us: int, lateness_us: int):
         self.window_us, self.lateness_us = window_us, lateness_us
         self.late_dropped = Metrics.counter(COUNTER_NAMESPACE, "late_dropped")
 
-    def process(self, element, closed=beam.DoFn.StateParam(CLOSED), close=beam.DoFn.TimerParam(CLOSE)):
-        key, chunk = element
-        start_us = int(key.rsplit(":", 1)[1])
-        if closed.read():
+    def process(self, element, horizon=beam.DoFn.StateParam(HORIZON), pending=beam.DoFn.StateParam(PENDING),
+                close=beam.DoFn.TimerParam(CLOSE)):
+        _input_id, chunk = element
+        min_us = pc.cast(pc.min(chunk.records["received_at"]), pa.int64()).as_py()
+        closes_at = (min_us // self.window_us) * self.window_us + self.window_us + self.lateness_us
+        if closes_at <= (horizon.read() or _NEVER):
             self.late_dropped.inc(chunk.records.num_rows)
             lines = chunk.records["source_line"].to_pylist()
-            min_us = pc.cast(pc.min(chunk.records["received_at"]), pa.int64()).as_py()
             yield beam.pvalue.TaggedOutput("too_late", _marker_rejects(chunk, lines, "late", min_us))
             return
-        close.set(Timestamp(micros=start_us + self.window_us + self.lateness_us))
+        waiting = set(pending.read() or ())
+        if closes_at not in waiting:
+            earliest = min(waiting, default=None)
+            waiting.add(closes_at)
+            pending.write(sorted(waiting))
+            if earliest is None or closes_at < earliest:
+                close.set(Timestamp(micros=closes_at))
         yield chunk
 
     @userstate.on_timer(CLOSE)
-    def on_close(self, closed=beam.DoFn.StateParam(CLOSED)):
-        closed.write(True)
+    def on_close(self, fired=beam.DoFn.TimestampParam, horizon=beam.DoFn.StateParam(HORIZON),
+                 pending=beam.DoFn.StateParam(PENDING), close=beam.DoFn.TimerParam(CLOSE)):
+        known = max(horizon.read() or _NEVER, fired.micros)
+        horizon.write(known)
+        waiting = [t for t in (pending.read() or ()) if t > known]
+        pending.write(waiting)
+        if waiting:
+            close.set(Timestamp(micros=waiting[0]))
 
 
-def _plain(table: pa.Table) -> pa.Table:
-    """Dictionary-encoded columns decoded, so tables of different chunks concatenate."""
-    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
-    return pa.Table.from_arrays(cols, names=table.column_names)
+def gbk_lateness_us(lateness_us: int, retention_days: float) -> int:
+    """Allowed lateness of the window GroupByKey: the gate's lateness plus the retention window
+    plus a day. Records older than the retention window are rejected as expired before the
+    gate (against the current time in a running job), so a record the gate lets through could
+    only be dropped by Beam if the watermark ran more than a day ahead of the clock."""
+    return lateness_us + int(retention_days * US_PER_DAY) + US_PER_DAY
 
 
 def write_final(table: pa.Table, table_name: str, name: str, warehouse: str) -> list[str]:
@@ -473,7 +521,7 @@ class WriteWindowPanes(beam.DoFn):
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         input_id, chunks = element
-        tables = [_plain(conform(c.records, TABLES[self.table_name])) for c in chunks if c.records.num_rows]
+        tables = [plain(conform(c.records, TABLES[self.table_name])) for c in chunks if c.records.num_rows]
         if not tables:
             return
         table = pa.concat_tables(tables)
@@ -524,16 +572,18 @@ def build_streaming_pipeline(lines, formats, keystore: Keystore, scrubber: Scrub
                              now: datetime, retention_days: int, source: str, window_minutes: float = 5,
                              allowed_lateness_minutes: float = 10, ip_mode: str = "hmac",
                              geoip_db: list[str] | None = None, geo_detail: str = "country",
-                             max_lines: int = MAX_LINES):
-    """Raw lines -> written files. Returns {"access", "rejects"}: PCollections of paths written."""
+                             max_lines: int = MAX_LINES, sessions: bool = False, session_gap_minutes: float = 30,
+                             rolling_now: bool = False):
+    """Raw lines -> written files. Returns {"access", "rejects"[, "sessions"]}: PCollections of paths
+    written. ``rolling_now``: expire against the clock of each chunk, not the fixed ``now``."""
     window_us = int(round(window_minutes * 60_000_000))
     lateness_us = int(round(allowed_lateness_minutes * 60_000_000))
     cutoff = retention_cutoff(now, retention_days)
     parsed = (lines
               | "LinesToChunks" >> beam.ParDo(LinesToChunks(source, max_lines))
               | "ParseAccessLogs" >> ParseAccessLogs(formats))
-    routed = parsed.records | "RouteExpired" >> beam.ParDo(RouteExpired(cutoff, now)).with_outputs(
-        "expired", main="records")
+    routed = parsed.records | "RouteExpired" >> beam.ParDo(
+        RouteExpired(retention_days, None if rolling_now else now)).with_outputs("expired", main="records")
     access = (routed.records
               | "EnforceRetention" >> EnforceRetention(cutoff)
               | "Enrich" >> Enrich(geoip_db, geo_detail)
@@ -541,15 +591,15 @@ def build_streaming_pipeline(lines, formats, keystore: Keystore, scrubber: Scrub
               | "PseudonymizeClients" >> PseudonymizeClients(keystore, ip_mode)
               | "SplitByWindow" >> beam.ParDo(SplitByWindow(window_us)))
     gated = (access
-             | "KeyByWindow" >> beam.Map(lambda c, ts=beam.DoFn.TimestampParam:
-                                         (f"{c.input_id}:{(ts.micros // window_us) * window_us}", c))
+             | "BySourceForGate" >> beam.Map(lambda c: (c.input_id, c)).with_output_types(
+                 beam.typehints.KV[str, RecordChunk])
              | "LateGate" >> beam.ParDo(LateGate(window_us, lateness_us)).with_outputs("too_late", main="on_time"))
     written = (gated.on_time
                | "Windows" >> beam.WindowInto(
                    window.FixedWindows(Duration(micros=window_us)),
                    trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                   allowed_lateness=Duration(micros=lateness_us))
+                   allowed_lateness=Duration(micros=gbk_lateness_us(lateness_us, retention_days)))
                | "BySource" >> beam.Map(lambda c: (c.input_id, c))
                | "GatherPane" >> beam.GroupByKey()
                | "WritePanes" >> beam.ParDo(WriteWindowPanes(warehouse)))
@@ -559,7 +609,16 @@ def build_streaming_pipeline(lines, formats, keystore: Keystore, scrubber: Scrub
         routed.expired | "WriteExpired" >> beam.ParDo(WriteRejectChunks(warehouse, "x")),
         gated.too_late | "WriteTooLate" >> beam.ParDo(WriteRejectChunks(warehouse, "l")),
     ]
-    return {"access": written, "rejects": rejects | "AllRejects" >> beam.Flatten()}
+    outputs = {"access": written, "rejects": rejects | "AllRejects" >> beam.Flatten()}
+    if sessions:
+        # Fed by what the gate let through: a record rejected as late is in no session either.
+        # The session windows allow one fixed window more lateness than the gate, so a record
+        # the gate lets through in time also reaches its session (see the module docstring).
+        outputs["sessions"] = (
+            gated.on_time
+            | "Sessionize" >> Sessionize(session_gap_minutes, (lateness_us + window_us) / 60_000_000)
+            | "UpsertSessions" >> UpsertSessions(warehouse))
+    return outputs
 
 
 def prepare_run(config: StreamingConfig):
@@ -596,7 +655,9 @@ def run_streaming(argv: list[str]) -> None:
     with beam.Pipeline(options=options) as p:
         build_streaming_pipeline(read_source(p, config), fmt, keystore, scrubber, warehouse, now,
                                  config.retention_days, config.source_name, config.window_minutes,
-                                 config.allowed_lateness_minutes, config.ip_mode, config.geoip_db, config.geo_detail)
+                                 config.allowed_lateness_minutes, config.ip_mode, config.geoip_db, config.geo_detail,
+                                 sessions=config.sessions, session_gap_minutes=config.session_gap_minutes,
+                                 rolling_now=not config.now)
 
 
 def main(argv: list[str] | None = None) -> int:

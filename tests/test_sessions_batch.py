@@ -61,3 +61,48 @@ def test_run_with_sessions_writes_one_file_per_day_idempotently(tmp_path, capsys
     assert main(argv) == 0
     assert read(wh, "sessions").to_pylist() == sessions.to_pylist()
     assert sorted(glob.glob(str(wh / "sessions" / "date=*" / "*.parquet"))) == files
+
+
+def _sessions(rows):
+    from datetime import datetime, timezone
+
+    from schemas import SESSIONS
+    base = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+    return pa.Table.from_pylist([
+        {"client_id": c, "host": h, "session_start": base + timedelta(minutes=s),
+         "session_end": base + timedelta(minutes=e), "requests": n, "pages": n, "bytes_sent": 0,
+         "entry_path": None, "exit_path": None} for c, h, s, e, n in rows], schema=SESSIONS)
+
+
+def _key(table):
+    return sorted((r["client_id"], r["host"], r["session_start"].minute + 60 * (r["session_start"].hour - 10),
+                   r["requests"]) for r in table.to_pylist())
+
+
+def test_supersede_keeps_the_latest_pane_of_each_session():
+    from pipelines.sessions import supersede
+    table = _sessions([
+        ("c1", "a.example", 0, 10, 2),     # on-time pane ...
+        ("c1", "a.example", 0, 20, 3),     # ... extended by a late pane
+        ("c1", "a.example", 60, 70, 2),    # second half of a merge ...
+        ("c1", "a.example", 0, 70, 6),     # ... the merged session
+        ("c1", "a.example", 100, 110, 1),  # a later session, untouched
+        ("c1", "a.example", 100, 110, 1),  # exact duplicate (a replay)
+        ("c1", "b.example", 0, 10, 2),     # same client, other host: its own session
+        ("c2", "a.example", 5, 6, 1),      # late request inside the range: same range,
+        ("c2", "a.example", 5, 6, 2),      # more requests
+        ("c3", None, 0, 1, 1),             # no host
+        ("c3", None, 0, 1, 1),
+    ])
+    assert _key(supersede(table)) == [
+        ("c1", "a.example", 0, 6), ("c1", "a.example", 100, 1), ("c1", "b.example", 0, 2),
+        ("c2", "a.example", 5, 2), ("c3", None, 0, 1)]
+    # order of arrival does not matter
+    assert _key(supersede(table.take(list(reversed(range(table.num_rows)))))) == _key(supersede(table))
+
+
+def test_supersede_never_drops_a_row_with_more_requests_than_its_cover():
+    from pipelines.sessions import supersede
+    # not produced by Sessionize (sessions of a client never overlap), but must not lose data
+    table = _sessions([("c1", "a", 0, 30, 2), ("c1", "a", 5, 10, 5)])
+    assert _key(supersede(table)) == [("c1", "a", 0, 2), ("c1", "a", 5, 5)]

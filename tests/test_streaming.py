@@ -37,15 +37,16 @@ def line(when, path="/", ip="198.51.100.23"):
             f'"-" "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"').encode()
 
 
-def run_stream(stream, tmp_path, retention_days=90, window_minutes=5, lateness=10):
+def run_stream(stream, tmp_path, retention_days=90, window_minutes=5, lateness=10, sessions=False, rolling=False):
     options = PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"])
     options.view_as(StandardOptions).streaming = True
     warehouse = tmp_path / "wh"
-    warehouse.mkdir(exist_ok=True)
+    warehouse.mkdir(parents=True, exist_ok=True)
     keystore = Keystore(tmp_path / "keys.json")
     p = beam.Pipeline(options=options)
     build_streaming_pipeline(p | stream, resolve_format("combined"), keystore, Scrubber(), str(warehouse), NOW,
-                             retention_days, SOURCE, window_minutes, lateness)
+                             retention_days, SOURCE, window_minutes, lateness, sessions=sessions,
+                             rolling_now=rolling)
     p.run().wait_until_finish()
     return warehouse
 
@@ -94,16 +95,40 @@ def test_beyond_allowed_lateness_not_written_but_rejected_as_late(tmp_path):
               .add_elements([line(at(1), "/a")])
               .advance_watermark_to(ts(at(30)))        # 10:00 window: end 10:05 + 10 min < 10:30
               .add_elements([line(at(2), "/too-late"), line(at(31), "/next")])
-              # too late for a window that never had data: Beam drops it, the gate cannot see it
-              # (documented limit of pipelines.streaming)
+              # too late for a window that never had data (09:40 closes at 09:55): rejected too
               .add_elements([line(at(-20), "/unseen-window")])
               .advance_watermark_to_infinity())
     warehouse = run_stream(stream, tmp_path)
     assert access_files(warehouse) == {wname(at(0), 0): ["/a"], wname(at(30), 0): ["/next"]}
-    assert rejects(warehouse) == [("late", SOURCE, None)]
-    [reject_file] = warehouse.glob("rejects/*/*.parquet")
-    assert reject_file.parent.name == "date=2026-11-20"      # filed under the record's own date
-    assert pq.read_table(reject_file)["source_line"].to_pylist()[0] >= 1   # position in the stream
+    assert rejects(warehouse) == [("late", SOURCE, None)] * 2
+    for reject_file in warehouse.glob("rejects/*/*.parquet"):
+        assert reject_file.parent.name == "date=2026-11-20"      # filed under the record's own date
+        assert pq.read_table(reject_file)["source_line"].to_pylist()[0] >= 1   # position in the stream
+
+
+def test_every_line_is_written_or_rejected(tmp_path):
+    """Conservation under a stream of on-time, late, too-late (seen and unseen windows), expired
+    and unparsable lines: nothing is silently dropped."""
+    stream = (BeamTestStream()
+              .advance_watermark_to(ts(at(0)))
+              .add_elements([line(at(m), f"/on{m}") for m in (1, 4, 6, 11)] + [b"junk"])
+              .advance_watermark_to(ts(at(18)))
+              .add_elements([line(at(9), "/late-ok"), line(at(2), "/late-ok2")])
+              .advance_watermark_to(ts(at(45)))
+              .add_elements([line(at(3), "/gone"), line(at(-30), "/never-seen"), line(at(44), "/now"),
+                             line(at(-60 * 24 * 200), "/expired")])
+              .advance_watermark_to(ts(at(200)))
+              .add_elements([line(at(100), "/unseen-but-after-horizon")])
+              .advance_watermark_to_infinity())
+    warehouse = run_stream(stream, tmp_path)
+    written = sorted(p for paths in access_files(warehouse).values() for p in paths)
+    assert written == sorted(["/on1", "/on4", "/on6", "/on11", "/late-ok", "/now",
+                              # its window (11:40) closes after the last close the gate saw pass
+                              # (10:55): let through as a late pane, not dropped by Beam
+                              "/unseen-but-after-horizon"])
+    # /late-ok2 (window 10:00 closed at 10:15), /gone, /never-seen (window 09:30, never had data)
+    assert Counter(r[0] for r in rejects(warehouse)) == {
+        "late": 3, "expired": 1, "line does not match log format 'combined'": 1}
 
 
 def test_watermark_jump_closes_several_windows(tmp_path):
@@ -136,6 +161,19 @@ def test_expired_records_go_to_rejects(tmp_path):
     ]
     [expired_file] = warehouse.glob("rejects/*/*-x*.parquet")
     assert expired_file.parent.name == "date=2026-11-24"   # filed under --now, not the expired day
+
+
+def test_without_now_expiry_follows_the_clock(tmp_path):
+    """A long-running job (no --now) expires against the current time of each chunk, not the start."""
+    day = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)     # kept at NOW (11-24) - 3 days; expired at the clock
+    def stream():
+        return BeamTestStream().advance_watermark_to(ts(day)).add_elements([line(day, "/a")])
+    fixed = run_stream(stream(), tmp_path / "fixed", retention_days=3)
+    assert access_files(fixed) == {wname(day, 0): ["/a"]}
+    assert datetime.now(UTC) > datetime(2026, 11, 25, 12, tzinfo=UTC)
+    rolling = run_stream(stream(), tmp_path / "rolling", retention_days=3, rolling=True)
+    assert access_files(rolling) == {}
+    assert rejects(rolling) == [("expired", SOURCE, None)]
 
 
 def _rows(warehouse: Path) -> Counter:
@@ -172,6 +210,68 @@ def test_windowed_output_equals_batch_output(tmp_path):
     assert len(list(warehouse.glob("access/date=*/*.parquet"))) >= 5
     assert {p.name for p in warehouse.glob("access/date=*")} == {"date=2026-11-20", "date=2026-11-21",
                                                                "date=2026-11-22"}
+
+
+# -- sessions ----------------------------------------------------------------------------------
+
+
+def session_rows(warehouse: Path) -> list[tuple]:
+    """(client_id, session_start, session_end, requests, pages, entry, exit), sorted."""
+    files = sorted(warehouse.glob("sessions/date=*/*.parquet"))
+    assert all(f.name == "sessions.parquet" for f in files)
+    return sorted((r["client_id"], r["session_start"], r["session_end"], r["requests"], r["pages"],
+                   r["entry_path"], r["exit_path"]) for f in files for r in pq.read_table(f).to_pylist())
+
+
+def test_streaming_sessions_upsert_late_panes_and_merges(tmp_path):
+    ip2 = "203.0.113.77"
+    stream = (BeamTestStream()
+              .advance_watermark_to(ts(at(0)))
+              .add_elements([line(at(0), "/a"), line(at(10), "/b"),          # visit 1 of client 1
+                             line(at(60), "/c"),                              # visit 2 (gap 50 min)
+                             line(at(5), "/x", ip2)])                         # client 2
+              .advance_watermark_to(ts(at(95)))                               # all three fire on time
+              .add_elements([line(at(35), "/fill")])                          # 25 min after /b, 25 before /c
+              .add_elements([line(at(6), "/y", ip2)])                         # extends client 2, same range + 1 min
+              .advance_watermark_to_infinity())
+    warehouse = run_stream(stream, tmp_path, lateness=90, sessions=True)
+    rows = session_rows(warehouse)
+    assert sorted((r[1], r[2], r[3], r[5], r[6]) for r in rows) == [
+        (at(0), at(60), 4, "/a", "/c"),              # the merge replaced both halves
+        (at(5), at(6), 2, "/x", "/y"),               # the late pane replaced the on-time one
+    ]
+    assert len({r[0] for r in rows}) == 2
+    # the merged session's requests are the access rows written
+    assert sum(len(v) for v in access_files(warehouse).values()) == 6
+
+
+def test_streaming_sessions_equal_batch_sessions_and_replay_is_idempotent(tmp_path):
+    ips = ["198.51.100.23", "203.0.113.77", "2001:db8:abcd:12::7"]
+    minutes = [0.5, 1, 4.9, 5, 9, 14, 22, 23.5, 31, 70, 71, 140, 141.5, 175]
+    lines = [line(at(m), f"/p{i}", ips[i % 3]) for i, m in enumerate(minutes)]
+    lines += [line(datetime(2026, 11, 21, 23, 58, tzinfo=UTC), "/late-night"),
+              line(datetime(2026, 11, 22, 0, 3, tzinfo=UTC), "/after-midnight")]   # two days: two sessions
+
+    def stream():
+        return (BeamTestStream()
+                .advance_watermark_to(ts(at(0)))
+                .add_elements(lines[:6])
+                .advance_watermark_to(ts(at(30)))
+                .add_elements(lines[6:])
+                .advance_watermark_to_infinity())
+    warehouse = run_stream(stream(), tmp_path, sessions=True)
+    log = tmp_path / "access.log"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    result = run_batch(RunConfig(inputs=[str(log)], warehouse=str(tmp_path / "batch"), log_format="combined",
+                                 keys=str(tmp_path / "keys.json"), now=NOW.isoformat(), sessions=True,
+                                 beam_args=["--runner=FnApiRunner"]))
+    assert result.ok
+    streamed = session_rows(warehouse)
+    assert streamed == session_rows(tmp_path / "batch")
+    assert sum(r[3] for r in streamed) == len(lines) and len(streamed) >= 6
+    before = {f: f.read_bytes() for f in warehouse.glob("sessions/date=*/*.parquet")}
+    run_stream(stream(), tmp_path, sessions=True)
+    assert {f: f.read_bytes() for f in warehouse.glob("sessions/date=*/*.parquet")} == before
 
 
 # -- options ------------------------------------------------------------------------------------

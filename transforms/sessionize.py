@@ -73,6 +73,9 @@ includes the same (client_id, host, session_start) key of an earlier pane), then
 new row. Overwriting by (client_id, host, session_start) alone is right for late data that
 extends a session but would keep the stale later half of a merge. WriteParquetPartitions
 itself only adds files; in batch that is all that is needed, as each session fires once.
+``pipelines.sessions.UpsertSessions`` is that upsert writer (used by pipelines.streaming); there,
+only records the streaming LateGate let through reach Sessionize, with one window more allowed
+lateness than the gate, so its GroupByKey does not drop what the access table kept.
 """
 from __future__ import annotations
 

@@ -67,6 +67,12 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=pa.schema(fields, metadata=schema.metadata))
 
 
+def plain(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns decoded, so tables of different chunks concatenate."""
+    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    return pa.Table.from_arrays(cols, names=table.column_names)
+
+
 def _day_numbers(table: pa.Table, time_column: str | None) -> np.ndarray:
     if time_column is None:
         us = table.column("_date_us").to_numpy()
