@@ -50,7 +50,9 @@ with TestStream on ``--runner=BundleBasedDirectRunner --streaming``):
    a record that much later than the allowed lateness is then written as a LATE pane rather than
    rejected.
 7. ``WindowInto(FixedWindows, trigger=AfterWatermark(late=AfterCount(1)), DISCARDING)`` then a
-   GroupByKey per input_id. The GroupByKey's allowed lateness is the gate's plus the retention
+   GroupByKey per input_id; with ``--early-firing-seconds N`` the trigger also fires EARLY panes
+   every N seconds of processing time while the window is open, so rows are queryable before the
+   watermark passes the window's end. The GroupByKey's allowed lateness is the gate's plus the retention
    window plus one day (``gbk_lateness_us``): everything older than the retention window was
    rejected in step 3, so Beam could only drop a record the gate let through if the watermark
    ran a day ahead of the clock. Nothing is dropped silently: every line ends in a Parquet file
@@ -153,6 +155,10 @@ class StreamingOptions(PipelineOptions):
                             dest="allowed_lateness_minutes", type=float, default=10,
                             help="how late (behind the watermark) a record may arrive and still be written "
                                  "(as a later pane); later records go to rejects as late (default 10)")
+        parser.add_argument("--early-firing-seconds", "--early_firing_seconds", dest="early_firing_seconds",
+                            type=float, default=0,
+                            help="also write a window's rows every N seconds of processing time before the "
+                                 "watermark closes it (EARLY panes; default 0: only on-time and late panes)")
         # --session-gap-minutes comes with the run flags (pipelines.options.add_run_arguments).
         # AccessLogOptions (pipelines.options, always defined first) registers the same run flags;
         # Beam builds one parser from every PipelineOptions subclass, so skip what is already there.
@@ -182,6 +188,7 @@ class StreamingConfig:
     file_pattern: str | None = None
     window_minutes: float = 5
     allowed_lateness_minutes: float = 10
+    early_firing_seconds: float = 0
     session_gap_minutes: float = 30
     sessions: bool = False
     log_format: str = "combined"
@@ -244,6 +251,8 @@ def validate(config: StreamingConfig) -> None:
         raise AccesslogError("--window-minutes must be positive")
     if config.allowed_lateness_minutes < 0:
         raise AccesslogError("--allowed-lateness-minutes must be 0 or more")
+    if config.early_firing_seconds < 0:
+        raise AccesslogError("--early-firing-seconds must be 0 (off) or more")
     if config.session_gap_minutes <= 0:
         raise AccesslogError("--session-gap-minutes must be positive")
     if config.retention_days < 0:
@@ -573,7 +582,7 @@ def build_streaming_pipeline(lines, formats, keystore: Keystore, scrubber: Scrub
                              allowed_lateness_minutes: float = 10, ip_mode: str = "hmac",
                              geoip_db: list[str] | None = None, geo_detail: str = "country",
                              max_lines: int = MAX_LINES, sessions: bool = False, session_gap_minutes: float = 30,
-                             rolling_now: bool = False):
+                             rolling_now: bool = False, early_firing_seconds: float = 0):
     """Raw lines -> written files. Returns {"access", "rejects"[, "sessions"]}: PCollections of paths
     written. ``rolling_now``: expire against the clock of each chunk, not the fixed ``now``."""
     window_us = int(round(window_minutes * 60_000_000))
@@ -597,7 +606,9 @@ def build_streaming_pipeline(lines, formats, keystore: Keystore, scrubber: Scrub
     written = (gated.on_time
                | "Windows" >> beam.WindowInto(
                    window.FixedWindows(Duration(micros=window_us)),
-                   trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                   trigger=trigger.AfterWatermark(
+                       early=trigger.AfterProcessingTime(early_firing_seconds) if early_firing_seconds else None,
+                       late=trigger.AfterCount(1)),
                    accumulation_mode=trigger.AccumulationMode.DISCARDING,
                    allowed_lateness=Duration(micros=gbk_lateness_us(lateness_us, retention_days)))
                | "BySource" >> beam.Map(lambda c: (c.input_id, c))
@@ -657,7 +668,7 @@ def run_streaming(argv: list[str]) -> None:
                                  config.retention_days, config.source_name, config.window_minutes,
                                  config.allowed_lateness_minutes, config.ip_mode, config.geoip_db, config.geo_detail,
                                  sessions=config.sessions, session_gap_minutes=config.session_gap_minutes,
-                                 rolling_now=not config.now)
+                                 rolling_now=not config.now, early_firing_seconds=config.early_firing_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,8 @@ def line(when, path="/", ip="198.51.100.23"):
             f'"-" "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"').encode()
 
 
-def run_stream(stream, tmp_path, retention_days=90, window_minutes=5, lateness=10, sessions=False, rolling=False):
+def run_stream(stream, tmp_path, retention_days=90, window_minutes=5, lateness=10, sessions=False, rolling=False,
+               early=0):
     options = PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"])
     options.view_as(StandardOptions).streaming = True
     warehouse = tmp_path / "wh"
@@ -46,7 +47,7 @@ def run_stream(stream, tmp_path, retention_days=90, window_minutes=5, lateness=1
     p = beam.Pipeline(options=options)
     build_streaming_pipeline(p | stream, resolve_format("combined"), keystore, Scrubber(), str(warehouse), NOW,
                              retention_days, SOURCE, window_minutes, lateness, sessions=sessions,
-                             rolling_now=rolling)
+                             rolling_now=rolling, early_firing_seconds=early)
     p.run().wait_until_finish()
     return warehouse
 
@@ -87,6 +88,20 @@ def test_on_time_pane_then_late_pane_as_second_file(tmp_path):
     assert "198.51.100.23" not in str(table.to_pylist())
     assert rejects(warehouse) == []
     assert not list(warehouse.rglob(".*.tmp"))
+
+
+def test_early_on_time_and_late_panes(tmp_path):
+    stream = (BeamTestStream()
+              .advance_watermark_to(ts(at(0)))
+              .add_elements([line(at(1), "/early")])
+              .advance_processing_time(61)             # early firing after 60 s of processing time
+              .add_elements([line(at(2), "/on-time")])
+              .advance_watermark_to(ts(at(6)))         # the watermark passes the window's end
+              .add_elements([line(at(3), "/late")])
+              .advance_watermark_to_infinity())
+    warehouse = run_stream(stream, tmp_path, early=60)
+    assert access_files(warehouse) == {wname(at(0), 0): ["/early"], wname(at(0), 1): ["/on-time"],
+                                       wname(at(0), 2): ["/late"]}
 
 
 def test_beyond_allowed_lateness_not_written_but_rejected_as_late(tmp_path):
@@ -323,6 +338,13 @@ def test_general_options():
         config("--source", "files", "--file-pattern", "x", "--allowed-lateness-minutes", "-1")
     with pytest.raises(AccesslogError, match="warehouse"):
         StreamingConfig.from_options(PipelineOptions(["--source", "files", "--file-pattern", "x"]))
+    assert not config("--source", "files", "--file-pattern", "x").sessions
+    c = config("--source", "files", "--file-pattern", "x", "--sessions", "--session-gap-minutes", "20")
+    assert (c.sessions, c.session_gap_minutes) == (True, 20)
+    with pytest.raises(AccesslogError, match="--early-firing-seconds"):
+        config("--source", "files", "--file-pattern", "x", "--early-firing-seconds", "-1")
+    with pytest.raises(AccesslogError, match="--session-gap-minutes"):
+        config("--source", "files", "--file-pattern", "x", "--session-gap-minutes", "0")
 
 
 def test_main_reports_bad_options(capsys):
