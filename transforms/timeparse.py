@@ -10,6 +10,7 @@ import calendar
 from datetime import datetime, timezone, tzinfo
 from typing import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -63,25 +64,82 @@ def msec_us(text: str) -> int | None:
     return int(whole) * 1_000_000 + int((frac + "000000")[:6])
 
 
-# Arrow's strptime handles the common shape of a variable in C; the Python parser
-# takes what it leaves null (fractional seconds, odd forms) or is authoritative.
-ARROW_FORMATS = {"time_local": "%d/%b/%Y:%H:%M:%S %z"}
-# Values Arrow parses without complaint but may get wrong: it rolls an impossible day
-# (31/Feb) over into the next month instead of failing. The Python parser checks them.
-_ARROW_UNSURE = {"%d/%b/%Y:%H:%M:%S %z": r"^\[?(29|3[01])/"}
+# The common shape of $time_local, '10/Oct/2000:13:55:36 -0700' (26 characters), is parsed
+# column-wise with numpy; the Python parser takes what that leaves null (brackets, fractional
+# seconds, odd forms, impossible dates) and is authoritative for them. Measured on a chunk of
+# the benchmark log (16k distinct values): 8.5 ms with Arrow strptime (plus a regex to re-check
+# days 29-31, which strptime rolls over into the next month), 2 ms this way.
+FAST_FORMATS = {"time_local": "clf"}
+_MONTH_CODES = np.array(sorted(int.from_bytes(m.encode(), "big") for m in _MONTHS), dtype=np.int64)
+_MONTH_OF_CODE = np.array([_MONTHS[c.to_bytes(3, "big").decode()] for c in _MONTH_CODES.tolist()], dtype=np.int64)
+_DIGITS = [0, 1, 7, 8, 9, 10, 12, 13, 15, 16, 18, 19, 22, 23, 24, 25]
+_SEPARATORS = {2: b"/", 6: b"/", 11: b":", 14: b":", 17: b":", 20: b" "}
 
 
-def parse_unique(values: pa.Array, parse: Callable[[str], int | None], arrow_format: str | None = None) -> pa.Array:
-    """Parse each distinct string of `values` -> int64 µs since the epoch, null where it fails."""
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm), vectorized."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def clf_times_us(values: pa.Array) -> pa.Array:
+    """'dd/Mon/yyyy:HH:MM:SS +hhmm' strings -> int64 µs UTC; null where the value has another
+    shape or is not a real date and time (left to the Python parser)."""
+    if values.type != pa.string():
+        values = values.cast(pa.string())
+    n = len(values)
+    out = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    lengths = pc.fill_null(pc.binary_length(values), 0).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(lengths == 26)
+    if len(rows):
+        fixed = values.take(pa.array(rows)) if len(rows) < n else values
+        offsets = np.frombuffer(fixed.buffers()[1], dtype=np.int32)[fixed.offset:fixed.offset + len(rows) + 1]
+        data = np.frombuffer(fixed.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(len(rows), 26)
+        digits = data[:, _DIGITS].astype(np.int64) - 48
+        good = ((digits >= 0) & (digits <= 9)).all(axis=1)
+        for i, ch in _SEPARATORS.items():
+            good &= data[:, i] == ch[0]
+        good &= (data[:, 21] == ord("+")) | (data[:, 21] == ord("-"))
+        code = (data[:, 3].astype(np.int64) << 16) | (data[:, 4].astype(np.int64) << 8) | data[:, 5]
+        where = np.minimum(np.searchsorted(_MONTH_CODES, code), 11)
+        good &= _MONTH_CODES[where] == code
+        month = _MONTH_OF_CODE[where]
+
+        def number(*positions):
+            value = np.zeros(len(rows), dtype=np.int64)
+            for pos in positions:
+                value = value * 10 + digits[:, _DIGITS.index(pos)]
+            return value
+        day, year = number(0, 1), number(7, 8, 9, 10)
+        hour, minute, second = number(12, 13), number(15, 16), number(18, 19)
+        zone_h, zone_m = number(22, 23), number(24, 25)
+        leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+        month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[month] + (leap & (month == 2))
+        good &= (year >= 1) & (day >= 1) & (day <= month_days) & (hour < 24) & (minute < 60) & (second <= 60)
+        good &= (zone_h < 24) & (zone_m < 60)
+        sign = np.where(data[:, 21] == ord("-"), -1, 1)
+        seconds = (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+                   - sign * (zone_h * 3600 + zone_m * 60))
+        out[rows] = seconds * 1_000_000
+        ok[rows] = good
+    return pa.array(out, pa.int64(), mask=~ok)
+
+
+def parse_unique(values: pa.Array, parse: Callable[[str], int | None], fast: str | None = None) -> pa.Array:
+    """Parse each distinct string of `values` -> int64 µs since the epoch, null where it fails.
+    `fast` ("clf"): try the column-wise parser first, `parse` the rest."""
     encoded = pc.dictionary_encode(values)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     uniques = encoded.dictionary
-    if arrow_format is not None:
-        parsed = pc.cast(pc.strptime(uniques, format=arrow_format, unit="us", error_is_null=True), pa.int64())
+    if fast == "clf":
+        parsed = clf_times_us(uniques)
         missed = pc.is_null(parsed)
-        if arrow_format in _ARROW_UNSURE:
-            missed = pc.or_(missed, pc.match_substring_regex(uniques, _ARROW_UNSURE[arrow_format]))
         if pc.any(missed).as_py():
             rest = pa.array([parse(s) for s in uniques.filter(missed).to_pylist()], pa.int64())
             parsed = pc.replace_with_mask(parsed, missed, rest)
@@ -125,7 +183,7 @@ PARSERS: dict[str, Callable[[str], int | None]] = {
     "time_received_msec": epoch_us(1000),
     "time_received_usec": epoch_us(1_000_000),
 }
-ARROW_FORMATS["time_received"] = ARROW_FORMATS["time_local"]
+FAST_FORMATS["time_received"] = FAST_FORMATS["time_local"]
 
 
 def parse_times(values: pa.Array, var: str, time_format: str | None = None,
@@ -135,4 +193,4 @@ def parse_times(values: pa.Array, var: str, time_format: str | None = None,
         return parse_unique(values, strptime_us(time_format, zone))
     if var == "time_iso8601":
         return parse_unique(values, lambda text: iso8601_us(text, zone))
-    return parse_unique(values, PARSERS[var], ARROW_FORMATS.get(var))
+    return parse_unique(values, PARSERS[var], FAST_FORMATS.get(var))
