@@ -26,5 +26,5 @@ setup(
         # Rust resolver for ua-parser: ~15x faster per distinct user agent (transforms/enrich.py)
         "fast": ["ua-parser-rs>=0.1,<1"],
     },
-    entry_points={"console_scripts": ["accesslog=accesslog.cli:main"]},
+    entry_points={"console_scripts": ["accesslog=accesslog.cli:entry"]},
 )

@@ -235,5 +235,21 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def entry() -> None:
+    """The `accesslog` console script: main(), then exit without finalizing the interpreter.
+
+    Every file accesslog writes is closed, renamed and fsynced before main() returns; what is
+    left is tearing down Beam's modules and the pipeline's objects, which took 0.15-0.3 s of a
+    3 s benchmark run (`python -c` with and without os._exit, same command, 2 runs each)."""
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):   # a closed pipe (`accesslog stats | head`)
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
