@@ -267,10 +267,13 @@ def source_id(source: str) -> str:
 
 
 def _split_lines(payload: bytes):
-    for line in payload.split(b"\n"):
-        line = line.rstrip(b"\r")
-        if line:
-            yield line
+    """A message or file's lines: the newline ends a line (a final one is optional); a blank line
+    is a line too, rejected by the parser like in batch, so every line is accounted for."""
+    lines = payload.split(b"\n")
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()
+    for line in lines:
+        yield line[:-1] if line.endswith(b"\r") else line
 
 
 def _read_file_lines(readable):

@@ -229,3 +229,65 @@ def test_portable_runner_relative_paths(tmp_path, portable_services, monkeypatch
                      PIPELINE_TIMEOUT, "PortableRunner")
     assert result.ok, result.failed
     assert sum(s["rows_access"] for s in result.inputs) == 20
+
+
+def _run_streaming_graph(lines: list[bytes], warehouse: Path, keys: Path, beam_args: list[str], timeout: float,
+                         what: str) -> float:
+    """pipelines.streaming's graph (sessions on) over a bounded source of raw lines."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from accesslog.keystore import Keystore
+    from accesslog.retention import parse_now
+    from pipelines.streaming import build_streaming_pipeline
+    from transforms.formats import resolve_format
+    from transforms.scrub import Scrubber
+
+    warehouse.mkdir(parents=True, exist_ok=True)
+    box: dict = {}
+
+    def target():
+        try:
+            p = beam.Pipeline(options=PipelineOptions(beam_args))
+            build_streaming_pipeline(p | "Lines" >> beam.Create(lines), resolve_format("timed_combined"),
+                                     Keystore(keys), Scrubber(), str(warehouse), parse_now(NOW), 90, "kafka:test",
+                                     window_minutes=5, allowed_lateness_minutes=10, sessions=True)
+            p.run().wait_until_finish()
+        except BaseException as e:   # noqa: BLE001 - re-raised in the test thread
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name=f"streaming-{what}", daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{what} run did not finish within {timeout:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return time.monotonic() - started
+
+
+def test_portable_runner_streaming_graph_matches_in_process(tmp_path, portable_services):
+    """The streaming pipeline (LateGate state and timers, windowed pane writes, Sessionize and the
+    sessions upsert) serializes through the portability layer and gives the in-process output."""
+    job_service, worker_pool = portable_services
+    lines = [render(r).encode() for r in sample_requests(200)] + [m.encode() for m in MALFORMED]
+    keys = tmp_path / "keys"
+    _run_streaming_graph(lines, tmp_path / "wh-inprocess", keys, ["--runner=FnApiRunner"], 60, "FnApiRunner")
+    try:
+        _run_streaming_graph(lines, tmp_path / "wh-portable", keys, [
+            "--runner=PortableRunner", f"--job_endpoint=localhost:{job_service.port}",
+            "--environment_type=EXTERNAL", f"--environment_config=localhost:{worker_pool.port}",
+        ], PIPELINE_TIMEOUT, "PortableRunner")
+    except BaseException as e:
+        pytest.fail(f"portable run failed: {type(e).__name__}: {e}\n\n{job_service.describe()}\n\n"
+                    f"{worker_pool.describe()}")
+    expected = _table_rows(tmp_path / "wh-inprocess")
+    got = _table_rows(tmp_path / "wh-portable")
+    assert set(expected) == {"access", "rejects", "sessions"}
+    assert sum(1 for row in expected["access"][1]) == 200
+    assert len(expected["rejects"][1]) == len(MALFORMED)
+    assert len(expected["access"][0]) > 5, "expected one file per 5-minute window"
+    for table in expected:
+        assert got[table][0] == expected[table][0], f"{table}: different files"
+        assert got[table][1] == expected[table][1], f"{table}: different rows"

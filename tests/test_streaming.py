@@ -368,6 +368,17 @@ def test_multi_line_messages_and_per_file_sources(tmp_path):
     assert sources == {SOURCE, "/var/log/site.log"}
 
 
+def test_blank_lines_and_empty_messages_are_rejected_not_dropped(tmp_path):
+    stream = (BeamTestStream()
+              .advance_watermark_to(ts(at(0)))
+              .add_elements([line(at(1), "/a") + b"\n\n" + line(at(2), "/b") + b"\n", b""])
+              .advance_watermark_to_infinity())
+    warehouse = run_stream(stream, tmp_path)
+    assert access_files(warehouse) == {wname(at(0), 0): ["/a", "/b"]}
+    assert len(rejects(warehouse)) == 2
+    assert all(reason and line == "" for reason, _, line in rejects(warehouse))
+
+
 def test_replayed_stream_overwrites_its_files(tmp_path):
     def stream():
         return (BeamTestStream()
