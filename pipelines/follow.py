@@ -469,6 +469,12 @@ class FollowConfig:
     timezone: str = "UTC"
     trusted_proxies: str | None = None
     secret_params: str | None = None
+    nginx_conf: str | None = None
+    log_format_name: str | None = None
+    field_map: str | None = None
+    ip_mode: str = "hmac"
+    geoip_db: list[str] | None = None
+    geo_detail: str = "country"
     chunk_bytes: int | None = None   # default: the batch chunk size
     quiet_workers: bool = True
 
@@ -489,9 +495,14 @@ class FollowRun:
             raise AccesslogError("--retention-days must be 0 or more")
         self.config, self.out = config, out
         self.warehouse = str(wh.prepare(config.warehouse))
-        run_config = RunConfig(inputs=config.paths, warehouse=self.warehouse, log_format=config.log_format,
+        spec = config.log_format_name if config.nginx_conf and config.log_format_name else config.log_format
+        run_config = RunConfig(inputs=config.paths, warehouse=self.warehouse, log_format=spec,
+                               nginx_conf=config.nginx_conf, field_map=config.field_map,
                                timezone=config.timezone, trusted_proxies=config.trusted_proxies)
         _, self.formats = resolve_formats(run_config, [])
+        if config.geoip_db:   # a bad database fails now, with the path, not in a micro-batch
+            from transforms.enrich import GeoLookup
+            GeoLookup(config.geoip_db, config.geo_detail).close()
         self.keystore = Keystore.from_options(config.keys, config.key_period, outside=Path(self.warehouse))
         self.scrubber = Scrubber(parse_secret_params(config.secret_params))
         self._check_keys()
@@ -537,7 +548,8 @@ class FollowRun:
         try:
             with worker_stderr_silenced(self.config.quiet_workers), beam.Pipeline(options=options) as p:
                 build_follow_pipeline(p, chunks, self.formats, self.keystore, self.scrubber, self.warehouse,
-                                      run_id, now, self.config.retention_days)
+                                      run_id, now, self.config.retention_days, self.config.ip_mode,
+                                      self.config.geoip_db, self.config.geo_detail)
             summaries = self._summaries(run_id, chunks)
         finally:
             wh.remove_staging(self.warehouse, run_id)
@@ -607,25 +619,25 @@ class FollowRun:
 # --------------------------------------------------------------------------- CLI
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipelines.options import add_format_arguments  # the format and privacy flags of `accesslog run`
+
     parser.add_argument("paths", nargs="+", metavar="PATH", help="log files to follow (or quoted globs)")
     parser.add_argument("--warehouse", required=True, help="warehouse folder (created if missing)")
-    parser.add_argument("--keys", default=None, help="keystore file (default $ACCESSLOG_KEYS)")
-    parser.add_argument("--log-format", default="combined", help="log format (not auto); see `accesslog run`")
     parser.add_argument("--interval", default="2s", help="time between micro-batches (default 2s)")
     parser.add_argument("--once", action="store_true", help="process what is there and exit")
-    parser.add_argument("--key-period", default=None, choices=("day", "week", "month", "none"))
-    parser.add_argument("--retention-days", type=int, default=90)
-    parser.add_argument("--timezone", default="UTC")
-    parser.add_argument("--trusted-proxies", default=None)
-    parser.add_argument("--secret-params", default=None)
+    parser.add_argument("--retention-days", type=int, default=90,
+                        help="drop (and count as expired) records older than N days; default 90")
+    add_format_arguments(parser)
+
+
+_CONFIG_FLAGS = ("keys", "log_format", "key_period", "retention_days", "timezone", "trusted_proxies",
+                 "secret_params", "nginx_conf", "log_format_name", "field_map", "ip_mode", "geoip_db", "geo_detail")
 
 
 def config_from_args(args: argparse.Namespace) -> FollowConfig:
-    return FollowConfig(paths=list(args.paths), warehouse=args.warehouse, keys=args.keys,
-                        log_format=args.log_format, interval=parse_interval(args.interval), once=args.once,
-                        key_period=args.key_period, retention_days=args.retention_days, timezone=args.timezone,
-                        trusted_proxies=args.trusted_proxies, secret_params=args.secret_params,
-                        quiet_workers=not os.environ.get("ACCESSLOG_DEBUG"))
+    return FollowConfig(paths=list(args.paths), warehouse=args.warehouse, interval=parse_interval(args.interval),
+                        once=args.once, quiet_workers=not os.environ.get("ACCESSLOG_DEBUG"),
+                        **{name: getattr(args, name) for name in _CONFIG_FLAGS})
 
 
 def cmd_follow(args: argparse.Namespace) -> int:

@@ -368,3 +368,25 @@ def test_crash_before_the_first_checkpoint_then_rotation_loses_nothing(tmp_path,
     follow_once(tmp_path, log)
     follow_once(tmp_path, log)
     assert paths_written(tmp_path / "wh") == Counter(sent)
+
+
+def test_follow_takes_the_format_and_privacy_flags_of_run(tmp_path, capsys):
+    """--nginx-conf/--log-format-name, --ip-mode and --secret-params reach the micro-batch transforms."""
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("http {\n  log_format tiny '$remote_addr [$time_local] \"$request\" $status';\n}\n")
+    log = tmp_path / "access.log"
+    stamp = datetime.now(timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    log.write_text(f'198.51.100.7 [{stamp}] "GET /a?sid=abc&q=1 HTTP/1.1" 200\n'
+                   f'198.51.100.8 [{stamp}] "GET /b HTTP/1.1" 404\n')
+    wh = tmp_path / "wh"
+    assert main([str(log), "--warehouse", str(wh), "--keys", str(tmp_path / "keys"), "--once",
+                 "--nginx-conf", str(conf), "--log-format-name", "tiny", "--ip-mode", "truncate",
+                 "--secret-params", "+sid"]) == 0, capsys.readouterr().err
+    table = pa.concat_tables(pq.read_table(f) for f in sorted((wh / "access").glob("date=*/*.parquet")))
+    assert sorted(table["status"].to_pylist()) == [200, 404]
+    assert table["client_id"].to_pylist() == [None, None]                      # truncate: no pseudonym
+    assert sorted(table["client_network"].to_pylist()) == ["198.51.100.0/24"] * 2
+    assert "sid=REDACTED&q=1" in table["url_query"].to_pylist()
+    with pytest.raises(SystemExit) as exit_:   # follow writes no sessions: the flag is refused, not ignored
+        main([str(log), "--warehouse", str(wh), "--keys", str(tmp_path / "keys"), "--once", "--sessions"])
+    assert exit_.value.code == 2
