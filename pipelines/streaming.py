@@ -83,6 +83,7 @@ Not done here: error logs (error-log formats are refused), run manifests and rej
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import glob
 import hashlib
@@ -145,6 +146,10 @@ class StreamingOptions(PipelineOptions):
         parser.add_argument("--topic", default=None, help="kafka: topic to read")
         parser.add_argument("--consumer-group", "--consumer_group", dest="consumer_group", default=None,
                             help="kafka: consumer group id (default accesslog-streaming)")
+        parser.add_argument("--kafka-expansion-service", "--kafka_expansion_service", dest="kafka_expansion_service",
+                            default=None,
+                            help="kafka: host:port of a running Java expansion service (default: Beam starts "
+                                 "one from the Maven jar, which needs java and Maven Central)")
         parser.add_argument("--subscription", default=None,
                             help="pubsub: projects/PROJECT/subscriptions/NAME")
         parser.add_argument("--file-pattern", "--file_pattern", dest="file_pattern", default=None,
@@ -184,6 +189,7 @@ class StreamingConfig:
     bootstrap_servers: str | None = None
     topic: str | None = None
     consumer_group: str | None = None
+    kafka_expansion_service: str | None = None
     subscription: str | None = None
     file_pattern: str | None = None
     window_minutes: float = 5
@@ -235,6 +241,9 @@ def validate(config: StreamingConfig) -> None:
         if missing:
             raise AccesslogError(f"--source kafka needs {' and '.join(missing)} "
                                  "(e.g. --bootstrap-servers broker:9092 --topic nginx-access)")
+        if config.kafka_expansion_service and not re.fullmatch(r"[^\s:]+:\d+", config.kafka_expansion_service):
+            raise AccesslogError(f"--kafka-expansion-service {config.kafka_expansion_service!r}: pass host:port "
+                                 "of the Java expansion service (e.g. localhost:8097)")
     elif config.source == "pubsub":
         if not config.subscription or not _SUBSCRIPTION.fullmatch(config.subscription):
             raise AccesslogError(f"--source pubsub needs --subscription projects/PROJECT/subscriptions/NAME"
@@ -283,6 +292,11 @@ def _read_file_lines(readable):
         yield path, line
 
 
+def kafka_expansion(config: StreamingConfig) -> dict:
+    """ReadFromKafka keyword for --kafka-expansion-service (absent: Beam's default service)."""
+    return {"expansion_service": config.kafka_expansion_service} if config.kafka_expansion_service else {}
+
+
 def read_source(p: beam.Pipeline, config: StreamingConfig):
     """The configured source -> PCollection of raw lines (bytes, or (source, bytes) for files)."""
     if config.source == "kafka":
@@ -291,7 +305,8 @@ def read_source(p: beam.Pipeline, config: StreamingConfig):
                     "group.id": config.consumer_group or "accesslog-streaming",
                     "auto.offset.reset": "earliest"}
         return (p
-                | "ReadFromKafka" >> ReadFromKafka(consumer_config=consumer, topics=[config.topic])
+                | "ReadFromKafka" >> ReadFromKafka(consumer_config=consumer, topics=[config.topic],
+                                                   **kafka_expansion(config))
                 | "Values" >> beam.FlatMap(lambda kv: _split_lines(kv[1] or b"")))
     if config.source == "pubsub":
         return (p
@@ -674,9 +689,23 @@ def run_streaming(argv: list[str]) -> None:
                                  rolling_now=not config.now, early_firing_seconds=config.early_firing_seconds)
 
 
+def print_help() -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.streaming",
+                                     description="Raw log lines from Kafka, Pub/Sub or new files -> windowed "
+                                                 "Parquet in the warehouse (see docs/deploy.md).",
+                                     epilog="Every other option goes to Beam: pass --runner (FlinkRunner, "
+                                            "DataflowRunner, SparkRunner, PortableRunner) and its flags.")
+    StreamingOptions._add_argparse_args(parser)
+    parser.print_help()
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(argv if argv is not None else sys.argv[1:])
+    if "-h" in argv or "--help" in argv:
+        print_help()
+        return 0
     try:
-        run_streaming(list(argv if argv is not None else sys.argv[1:]))
+        run_streaming(argv)
     except AccesslogError as e:
         print(f"accesslog: error: {e}", file=sys.stderr)
         return 2

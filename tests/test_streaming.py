@@ -306,6 +306,14 @@ def test_kafka_options():
         config("--source", "kafka")
     with pytest.raises(AccesslogError, match="needs --topic"):
         config("--source", "kafka", "--bootstrap-servers", "k:9092")
+    from pipelines.streaming import kafka_expansion
+    assert kafka_expansion(c) == {}
+    c = config("--source", "kafka", "--bootstrap-servers", "k:9092", "--topic", "t",
+               "--kafka-expansion-service", "localhost:8097")
+    assert kafka_expansion(c) == {"expansion_service": "localhost:8097"}
+    with pytest.raises(AccesslogError, match="host:port"):
+        config("--source", "kafka", "--bootstrap-servers", "k:9092", "--topic", "t",
+               "--kafka-expansion-service", "http://x")
 
 
 def test_pubsub_options():
@@ -345,6 +353,15 @@ def test_general_options():
         config("--source", "files", "--file-pattern", "x", "--early-firing-seconds", "-1")
     with pytest.raises(AccesslogError, match="--session-gap-minutes"):
         config("--source", "files", "--file-pattern", "x", "--session-gap-minutes", "0")
+
+
+def test_help_lists_the_streaming_and_run_flags(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--source", "--bootstrap-servers", "--kafka-expansion-service", "--subscription", "--file-pattern",
+                 "--window-minutes", "--allowed-lateness-minutes", "--early-firing-seconds", "--sessions",
+                 "--session-gap-minutes", "--warehouse", "--log-format", "--ip-mode", "--retention-days"):
+        assert flag in out, flag
 
 
 def test_main_reports_bad_options(capsys):
