@@ -139,19 +139,18 @@ def _table_rows(warehouse: Path) -> dict[str, tuple[list[str], list[tuple]]]:
     return out
 
 
-def _run(config, timeout: float, what: str):
-    """run_batch in a thread with a deadline (a stuck portable job must fail the test, not hang it)."""
-    from pipelines.batch import run_batch
-
+def _with_deadline(fn, timeout: float, what: str):
+    """fn() in a thread with a deadline (a stuck portable job must fail the test, not hang it)
+    -> (its result, seconds taken)."""
     box: dict = {}
 
     def target():
         try:
-            box["result"] = run_batch(config)
+            box["result"] = fn()
         except BaseException as e:   # noqa: BLE001 - re-raised in the test thread
             box["error"] = e
 
-    thread = threading.Thread(target=target, name=f"run_batch-{what}", daemon=True)
+    thread = threading.Thread(target=target, name=what, daemon=True)
     started = time.monotonic()
     thread.start()
     thread.join(timeout)
@@ -160,6 +159,12 @@ def _run(config, timeout: float, what: str):
     if "error" in box:
         raise box["error"]
     return box["result"], time.monotonic() - started
+
+
+def _run(config, timeout: float, what: str):
+    from pipelines.batch import run_batch
+
+    return _with_deadline(lambda: run_batch(config), timeout, what)
 
 
 def test_portable_runner_matches_in_process(tmp_path, portable_services):
@@ -244,27 +249,15 @@ def _run_streaming_graph(lines: list[bytes], warehouse: Path, keys: Path, beam_a
     from transforms.scrub import Scrubber
 
     warehouse.mkdir(parents=True, exist_ok=True)
-    box: dict = {}
 
-    def target():
-        try:
-            p = beam.Pipeline(options=PipelineOptions(beam_args))
-            build_streaming_pipeline(p | "Lines" >> beam.Create(lines), resolve_format("timed_combined"),
-                                     Keystore(keys), Scrubber(), str(warehouse), parse_now(NOW), 90, "kafka:test",
-                                     window_minutes=5, allowed_lateness_minutes=10, sessions=True)
-            p.run().wait_until_finish()
-        except BaseException as e:   # noqa: BLE001 - re-raised in the test thread
-            box["error"] = e
+    def run():
+        p = beam.Pipeline(options=PipelineOptions(beam_args))
+        build_streaming_pipeline(p | "Lines" >> beam.Create(lines), resolve_format("timed_combined"),
+                                 Keystore(keys), Scrubber(), str(warehouse), parse_now(NOW), 90, "kafka:test",
+                                 window_minutes=5, allowed_lateness_minutes=10, sessions=True)
+        p.run().wait_until_finish()
 
-    thread = threading.Thread(target=target, name=f"streaming-{what}", daemon=True)
-    started = time.monotonic()
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise TimeoutError(f"{what} run did not finish within {timeout:.0f} s")
-    if "error" in box:
-        raise box["error"]
-    return time.monotonic() - started
+    return _with_deadline(run, timeout, what)[1]
 
 
 def test_portable_runner_streaming_graph_matches_in_process(tmp_path, portable_services):
