@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from accesslog import __version__
+from accesslog.warehouse import fsync_dir
 
 AUDIT_DIR = "_audit"
 
@@ -63,12 +64,4 @@ def _link_unique(tmp: Path, folder: Path, stem: str) -> Path:
             continue
     raise FileExistsError(f"too many audit entries named {stem}")
 
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or link in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 

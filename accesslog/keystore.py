@@ -30,11 +30,11 @@ import hmac
 import json
 import os
 import secrets
-import tempfile
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from accesslog.errors import AccesslogError
+from accesslog.warehouse import replacing
 
 FORMAT = "accesslog-keystore/1"
 PERIODS = ("day", "week", "month", "none")
@@ -192,18 +192,8 @@ class Keystore:
         return doc
 
     def _write(self, doc: dict) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with replacing(self.path, durable=True) as tmp:   # 0600, fsynced, renamed over the keystore
+            tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
 
     # -- keys ---------------------------------------------------------------------------
     def key(self, label: str) -> tuple[str, bytes]:

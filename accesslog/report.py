@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +19,7 @@ import pyarrow as pa
 from accesslog.charts import PALETTE, Bar, bar_chart, esc, line_chart
 from accesslog.errors import AccesslogError
 from accesslog.stats import StatsFilter, connect, usage_stats
+from accesslog.warehouse import replacing
 
 # The stats reports the page shows, in the order it needs them.
 REPORT_NAMES = ("totals", "traffic", "status_classes", "error_rate", "latency", "latency_by_path", "top_pages",
@@ -281,14 +280,8 @@ def write_page(path: Path, page: str) -> None:
     """Write atomically (temp file in the same folder, then rename): a reader never sees half a page."""
     if not path.parent.is_dir():
         raise AccesslogError(f"folder {path.parent} does not exist: create it or choose another -o path")
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(page)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as temp:
+        temp.write_text(page, encoding="utf-8")
 
 
 def _day(text: str) -> dt.date:

@@ -49,11 +49,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import schemas
-from accesslog.audit import fsync_dir, write_audit
+from accesslog.audit import write_audit
 from accesslog.errors import AccesslogError
 from accesslog.keystore import PERIODS, Keystore, period_label
 from accesslog.retention import Partition, date_partitions
-from accesslog.warehouse import TABLE_DIRS
+from accesslog.warehouse import TABLE_DIRS, fsync_dir
 
 # The columns of each table that can identify a person; `ip:<pseudonym>` tokens in the text ones.
 IDENTIFYING_COLUMNS = {"access": ("client_id", "user_id"), "errors": ("client_id", "message"),

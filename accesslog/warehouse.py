@@ -6,6 +6,7 @@ WAREHOUSE/_runs/<run_id>.json          run manifest: inputs, counts, outputs
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -58,12 +59,45 @@ def prepare(warehouse: str | os.PathLike) -> Path:
     return wh.resolve()
 
 
-def write_json_atomic(path: Path, doc: dict) -> None:
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a rename or link in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, durable: bool = False):
+    """Yield a hidden temp path (0600) next to `path`; when the block ends, the temp file replaces
+    `path` by rename, so readers see the old file or the new one, never part of one (the name
+    does not end in .parquet or .json, so readers' globs skip it). `durable`: fsync the file before
+    and the folder after the rename, so the new content survives a crash. On an error the temp
+    file is removed and `path` is untouched."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        if durable:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, doc: dict, durable: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".json.tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2, sort_keys=False, default=str)
-    os.replace(tmp, path)
+    with replacing(path, durable) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, default=str))
 
 
 def write_manifest(warehouse: str | os.PathLike, run_id: str, doc: dict) -> Path:

@@ -166,17 +166,7 @@ def save_checkpoint(warehouse: str | os.PathLike, state: dict[str, Tracked]) -> 
     doc = {"version": CHECKPOINT_VERSION,
            "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "inputs": {fid: t.to_json() for fid, t in sorted(state.items())}}
-    tmp = folder / ".checkpoint.json.tmp"
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        json.dump(doc, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, checkpoint_path(warehouse))
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    wh.write_json_atomic(checkpoint_path(warehouse), doc, durable=True)
 
 
 # --------------------------------------------------------------------------- files

@@ -102,9 +102,8 @@ def write_day(warehouse: str, day: str, table: pa.Table) -> int:
     table = conform(table, SESSIONS).sort_by(SORT)
     final = day_file(warehouse, day)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / ".sessions.parquet.tmp"
-    pq.write_table(table, tmp, compression="zstd", store_schema=False)
-    os.replace(tmp, final)
+    with wh.replacing(final) as tmp:
+        pq.write_table(table, tmp, compression="zstd", store_schema=False)
     return table.num_rows
 
 

@@ -87,13 +87,10 @@ import argparse
 import dataclasses
 import glob
 import hashlib
-import os
 import re
 import sys
-import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
@@ -521,15 +518,9 @@ def write_final(table: pa.Table, table_name: str, name: str, warehouse: str) -> 
         label = (EPOCH + timedelta(days=int(day))).isoformat()
         final = wh.partition_dir(warehouse, table_name, label) / name
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".", suffix=".parquet.tmp")
-        os.close(fd)
-        try:
+        with wh.replacing(final) as tmp:
             pq.write_table(part, tmp, compression="zstd", store_schema=False,
                            sorting_columns=[pq.SortingColumn(schema.get_field_index(time_column or "source_line"))])
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         written.append(str(final))
     return written
 
