@@ -325,9 +325,17 @@ def _create_table_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, s
     # stray folder were named e.g. date=unknown.
     quoted = pattern.replace("'", "''")
     con.unregister(table)   # the empty stand-in of an earlier call, if any
-    con.execute(
-        f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{quoted}', hive_partitioning = true, "
-        f"union_by_name = true, hive_types = {{'date': DATE}})")
+    source = f"read_parquet('{quoted}', hive_partitioning = true, union_by_name = true, hive_types = {{'date': DATE}})"
+    con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {source}")
+    # Files written by an older accesslog lack the columns added since: they read as nulls.
+    present = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+    missing = [f for f in schema if f.name not in present]
+    if missing:
+        con.register("_accesslog_missing", pa.schema(missing).empty_table())
+        types = {row[0]: row[1] for row in con.execute("DESCRIBE _accesslog_missing").fetchall()}
+        con.unregister("_accesslog_missing")
+        nulls = ", ".join(f'NULL::{types[f.name]} AS "{f.name}"' for f in missing)
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT *, {nulls} FROM {source}")
     return True
 
 

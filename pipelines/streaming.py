@@ -32,7 +32,8 @@ with TestStream on ``--runner=BundleBasedDirectRunner --streaming``):
    written as ``rejects`` rows with reason ``expired`` and ``line`` null (the raw line is past
    retention, so it is not kept; source/source_line say where it was). "Now" is ``--now`` when
    given (reproducible replays, the tests), otherwise the clock at each chunk, so a job that runs
-   for months keeps expiring what falls out of the window. The unchanged ``EnforceRetention``
+   for months keeps expiring what falls out of the window (counted in
+   ``accesslog.streaming/expired``). The unchanged ``EnforceRetention``
    follows with the cutoff of the start time (it finds nothing left to drop).
 4. ``Enrich``, ``ScrubUrls``, ``PseudonymizeClients`` (unchanged).
 5. ``SplitByWindow``: each RecordChunk is cut by FixedWindows(window_minutes) of ``received_at``;
@@ -402,6 +403,7 @@ class RouteExpired(beam.DoFn):
 
     def __init__(self, retention_days: int, now: datetime | None):
         self.retention_days, self.now = retention_days, now
+        self.expired = Metrics.counter(COUNTER_NAMESPACE, "expired")
 
     def process(self, chunk):
         table = chunk.records
@@ -414,6 +416,7 @@ class RouteExpired(beam.DoFn):
         old = pc.fill_null(pc.less(table[column], cutoff), False)
         if pc.any(old).as_py():
             lines = table.filter(old)["source_line"].to_pylist()
+            self.expired.inc(len(lines))
             now_us = int(now.timestamp() * 1_000_000)
             yield beam.pvalue.TaggedOutput("expired", _marker_rejects(chunk, lines, "expired", now_us))
             chunk = dataclasses.replace(chunk, records=table.filter(pc.invert(old)), expired=chunk.expired + len(lines))

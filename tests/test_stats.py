@@ -843,3 +843,23 @@ def test_render_codes_without_thousands_separators(tmp_path):
 def test_render_rejects_unknown_format(reports):
     with pytest.raises(ValueError, match="table, json, csv"):
         render(reports, "xml")
+
+
+def test_files_of_an_older_layout_read_as_nulls_in_the_missing_columns(tmp_path, reports):
+    """A warehouse written before columns were added (language, country, asn, upstream_*, extra, ...)
+    still answers every report: the missing columns read as nulls."""
+    newer = ["language", "country", "asn", "as_org", "region", "city", "upstream_status", "upstream_ms",
+             "upstream_addr", "error_count", "error_level", "request_length", "response_bytes", "scheme",
+             "tls_protocol", "request_id", "connection_id", "extra"]
+    old = tmp_path / "old"
+    write_access(old, ROWS)
+    for f in old.glob("access/date=*/*.parquet"):
+        table = pq.read_table(f)
+        pq.write_table(table.drop_columns([c for c in newer if c in table.column_names]), f)
+    assert "language" not in pq.read_table(next(old.glob("access/date=*/*.parquet"))).column_names
+    got = usage_stats(connect(old), reports=["all"])
+    assert set(got) == set(reports)
+    for name in ("totals", "traffic", "status_classes", "top_pages", "latency", "browsers"):
+        assert got[name].equals(reports[name]), name
+    assert got["languages"]["language"].to_pylist() == ["(unknown)"]
+    assert "(unknown)" not in reports["languages"]["language"].to_pylist()
