@@ -23,7 +23,7 @@ from transforms.error_entries import pseudonymize_errors
 from transforms.formats import LogFormat, resolve_format
 from transforms.parse import parse_chunk
 from transforms.pseudonymize import pseudonymize_records
-from transforms.rejects import _sensitive, redact_line, sensitive_field_regexes
+from transforms.rejects import redaction_plan, rejects_table
 from transforms.scrub import Scrubber, scrub_records
 
 
@@ -55,9 +55,9 @@ def preview(log_input: LogInput, fmt: LogFormat, keystore: Keystore, scrubber: S
             geo: GeoLookup | None = None) -> Iterator[dict]:
     """One dict per input line, in line order: {"line": n, "record": {...}} or
     {"line": n, "reject": reason, "text": redacted line}."""
-    strict = any(_sensitive(v) and v != "remote_user" for v in fmt.variables)
+    field_res, strict = redaction_plan(fmt)
     user_agents = UserAgentParser()
-    field_res = sensitive_field_regexes(fmt)
+    now = datetime.now(timezone.utc)
     for chunk in _limited(log_input, limit):
         records, rejects = parse_chunk(fmt, chunk)
         if records.table == "errors":
@@ -71,10 +71,9 @@ def preview(log_input: LogInput, fmt: LogFormat, keystore: Keystore, scrubber: S
         out = [(row["source_line"], {"line": row["source_line"], "record": {
             k: v for k, v in row.items() if k not in ("source", "source_line") and (keep_nulls or v is not None)}})
             for row in rows]
-        day = datetime.fromtimestamp((rejects.date_hint or 0) / 1e6, timezone.utc).date()
-        _, secret = keystore.key_for_day(day)
-        out += [(n, {"line": n, "reject": reason, "text": redact_line(text, secret, scrubber, field_res, strict)})
-                for n, reason, text in zip(rejects.source_lines, rejects.reasons, rejects.lines)]
+        redacted = rejects_table(rejects, keystore, scrubber, field_res, now, strict).to_pydict()
+        out += [(n, {"line": n, "reject": reason, "text": text})
+                for n, reason, text in zip(redacted["source_line"], redacted["reason"], redacted["line"])]
         for _, item in sorted(out, key=lambda pair: pair[0]):
             yield item
 

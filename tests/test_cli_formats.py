@@ -119,6 +119,21 @@ def test_parse_prints_one_json_object_per_line(tmp_path):
     assert fields["request_time_us"] == "duration_ms" and fields["time_received"] == "received_at"
 
 
+def test_parse_of_rejected_lines_files_their_key_like_a_run(tmp_path, capsys):
+    """Lines with no time are redacted under today's key, as `accesslog run` files them; no key
+    for 1970-01-01 appears in the keystore."""
+    from datetime import datetime, timezone
+
+    log = write(tmp_path, "bad.log", "garbage from 192.0.2.99\nmore garbage\n")
+    keys = tmp_path / "keys.json"
+    assert main(["parse", log, "--keys", str(keys)]) == 0, capsys.readouterr().err
+    items = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [i["line"] for i in items] == [1, 2] and all("reject" in i for i in items)
+    assert "192.0.2.99" not in items[0]["text"]
+    [label] = json.loads(keys.read_text())["keys"]
+    assert label >= "2026-11-26" and label <= datetime.now(timezone.utc).date().isoformat()
+
+
 @pytest.mark.parametrize("spec, fragment", [
     ('$remote_addr [$time_local] "$request $status', "position 28"),
     ("%h %l %u %t %Z %>s", "'%Z' at position 13"),

@@ -59,6 +59,12 @@ def redact_line(line: str, secret: bytes, scrubber: Scrubber, field_res: list[re
     return scrubber.scrub(pseudonymize_ip_tokens(line, secret), all_pairs=strict)
 
 
+def redaction_plan(fmt: LogFormat) -> tuple[tuple, bool]:
+    """(regexes of the format's sensitive fields, strict): strict when a field other than
+    $remote_user may carry credentials, so every name=value pair of a rejected line is redacted."""
+    return sensitive_field_regexes(fmt), any(_sensitive(v) and v != "remote_user" for v in fmt.variables)
+
+
 def rejects_table(chunk, keystore: Keystore, scrubber: Scrubber, field_res, now: datetime,
                   strict: bool = False) -> pa.Table:
     """A RejectChunk -> table with the REJECTS schema plus `_date_us` (partition hint)."""
@@ -92,9 +98,7 @@ class _RedactChunk(beam.DoFn):
     def process(self, chunk):
         if chunk.lines:
             if chunk.log_format not in self.field_res:
-                fmt = self.formats[chunk.log_format]
-                strict = any(_sensitive(v) and v != "remote_user" for v in fmt.variables)
-                self.field_res[chunk.log_format] = (sensitive_field_regexes(fmt), strict)
+                self.field_res[chunk.log_format] = redaction_plan(self.formats[chunk.log_format])
             field_res, strict = self.field_res[chunk.log_format]
             table = rejects_table(chunk, self.keystore, self.scrubber, field_res, self.now, strict)
             yield RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=0, records=table)
