@@ -91,12 +91,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_parse(args: argparse.Namespace) -> int:
     from accesslog.keystore import Keystore
     from accesslog.preview import dumps, format_for, preview, throwaway_keystore
-    from pipelines.batch import identify_inputs, parse_zone
+    from pipelines.batch import format_options, format_spec, identify_inputs
     from transforms.enrich import GeoLookup
-    from transforms.fields import parse_trusted_proxies
     from transforms.scrub import Scrubber, parse_secret_params
 
-    spec = args.log_format_name if args.nginx_conf and args.log_format_name else args.log_format
+    spec = format_spec(args)
     if spec != "auto":
         resolve = format_for(None, spec, nginx_conf=args.nginx_conf, field_map=args.field_map)
     if args.explain and spec != "auto":
@@ -111,7 +110,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
         print("accesslog: no --keys: pseudonyms come from a throwaway key and will not match your warehouse",
               file=sys.stderr)
     inputs, temp = identify_inputs([args.input], None)
-    options = {"zone": parse_zone(args.timezone), "trusted_proxies": parse_trusted_proxies(args.trusted_proxies)}
+    options = format_options(args)
     try:
         for log_input in inputs:
             fmt = resolve if spec != "auto" else format_for(log_input, "auto", field_map=args.field_map)

@@ -13,15 +13,13 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -35,6 +33,7 @@ from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_inp
 from transforms.detect import detect, sample_lines
 from transforms.enrich import Enrich, GeoLookup
 from transforms.error_entries import AttachErrors, PseudonymizeErrors
+from transforms.errorlog import resolve_tz
 from transforms.fields import parse_trusted_proxies
 from transforms.formats import LogFormat, resolve_format
 from transforms.parse import ParseAccessLogs
@@ -191,28 +190,36 @@ def process_chunks(chunks, formats: dict[str, LogFormat], keystore: Keystore, sc
 
 
 def parse_zone(text: str) -> tzinfo:
-    """'UTC', '+0100', '-05:30' or an IANA name -> tzinfo."""
-    m = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", text.strip())
-    if m:
-        minutes = int(m.group(2)) * 60 + int(m.group(3))
-        return timezone(timedelta(minutes=minutes if m.group(1) == "+" else -minutes))
+    """--timezone: 'UTC', '+0100', '-05:30' or an IANA name -> tzinfo (transforms.errorlog.resolve_tz)."""
     try:
-        return ZoneInfo(text.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+        return resolve_tz(text)
+    except AccesslogError:
         raise AccesslogError(f"--timezone {text!r} is not a zone: use UTC, an offset like +0100, "
                              "or a name like Europe/Berlin") from None
 
 
-def resolve_formats(config: RunConfig, inputs: list[LogInput]) -> tuple[list[LogInput], dict[str, LogFormat]]:
-    """The format of each input: one for all, or sniffed per file with --log-format auto."""
-    extra = {"zone": parse_zone(config.timezone),
-             "trusted_proxies": parse_trusted_proxies(config.trusted_proxies)}
+def format_spec(config) -> str:
+    """--log-format, or with --nginx-conf the format named by --log-format-name (any object with
+    those flags: RunConfig, StreamingConfig, parsed CLI arguments)."""
+    return config.log_format_name if config.nginx_conf and config.log_format_name else config.log_format
+
+
+def format_options(config) -> dict:
+    """What every format of a run is given: the zone of times without an offset, trusted proxies."""
+    return {"zone": parse_zone(config.timezone), "trusted_proxies": parse_trusted_proxies(config.trusted_proxies)}
+
+
+def resolve_formats(config, inputs: list[LogInput]) -> tuple[list[LogInput], dict[str, LogFormat]]:
+    """The format of each input: one for all (under the key ""), or sniffed per file with
+    --log-format auto. Raises AccesslogError for a bad format, zone or proxy list."""
+    extra = format_options(config)
 
     def configured(fmt: LogFormat) -> LogFormat:
         return dataclasses.replace(fmt, options={**fmt.options, **extra})
 
-    if config.log_format != "auto":
-        return inputs, {"": configured(resolve_format(config.log_format, config.nginx_conf, config.field_map))}
+    spec = format_spec(config)
+    if spec != "auto":
+        return inputs, {"": configured(resolve_format(spec, config.nginx_conf, config.field_map))}
     formats: dict[str, LogFormat] = {}
     routed = []
     for log_input in inputs:
@@ -257,11 +264,12 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         raise AccesslogError("--retention-days must be 0 or more")
     if not 0 <= config.max_reject_ratio <= 1:
         raise AccesslogError("--max-reject-ratio must be between 0 and 1")
-    spec = config.log_format_name if config.nginx_conf and config.log_format_name else config.log_format
-    if config.log_format != "auto":   # a bad format fails before anything is read or created
-        resolve_format(spec, config.nginx_conf, config.field_map)
-    parse_zone(config.timezone)
-    parse_trusted_proxies(config.trusted_proxies)
+    # A bad format, zone or proxy list fails before anything is read or created.
+    if format_spec(config) == "auto":
+        formats = None
+        format_options(config)   # the formats themselves are sniffed per input below
+    else:
+        formats = resolve_formats(config, [])[1]
     now = parse_now(config.now)
     if config.geoip_db:   # a bad database fails now, with the path, not inside a worker
         GeoLookup(config.geoip_db, config.geo_detail).close()
@@ -273,7 +281,8 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     run_id = wh.new_run_id()
     inputs, temp = identify_inputs(config.inputs, str(warehouse))
     try:
-        inputs, formats = resolve_formats(dataclasses.replace(config, log_format=spec), inputs)
+        if formats is None:   # --log-format auto: sniffed per input
+            inputs, formats = resolve_formats(config, inputs)
         with worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
             build_pipeline(p, inputs, formats, keystore, scrubber, str(warehouse), run_id, now,
                            config.retention_days, config.max_reject_ratio, config.chunk_bytes, redistribute,

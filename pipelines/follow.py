@@ -474,7 +474,7 @@ class FollowRun:
 
     def __init__(self, config: FollowConfig, out=sys.stdout):
         from accesslog.keystore import Keystore
-        from pipelines.batch import RunConfig, resolve_formats
+        from pipelines.batch import resolve_formats
         from transforms.scrub import Scrubber, parse_secret_params
 
         if not config.paths:
@@ -485,11 +485,7 @@ class FollowRun:
             raise AccesslogError("--retention-days must be 0 or more")
         self.config, self.out = config, out
         self.warehouse = str(wh.prepare(config.warehouse))
-        spec = config.log_format_name if config.nginx_conf and config.log_format_name else config.log_format
-        run_config = RunConfig(inputs=config.paths, warehouse=self.warehouse, log_format=spec,
-                               nginx_conf=config.nginx_conf, field_map=config.field_map,
-                               timezone=config.timezone, trusted_proxies=config.trusted_proxies)
-        _, self.formats = resolve_formats(run_config, [])
+        _, self.formats = resolve_formats(config, [])
         if config.geoip_db:   # a bad database fails now, with the path, not in a micro-batch
             from transforms.enrich import GeoLookup
             GeoLookup(config.geoip_db, config.geo_detail).close()

@@ -115,7 +115,6 @@ from pipelines.sessions import UpsertSessions
 from schemas import PARTITION_TIME_COLUMN, REJECTS, TABLES
 from transforms.chunks import LogChunk
 from transforms.enrich import Enrich, GeoLookup
-from transforms.formats import resolve_format
 from transforms.parse import ParseAccessLogs, RecordChunk
 from transforms.pseudonymize import PseudonymizeClients
 from transforms.rejects import RedactRejects
@@ -646,17 +645,13 @@ def build_streaming_pipeline(lines, formats, keystore: Keystore, scrubber: Scrub
 
 def prepare_run(config: StreamingConfig):
     """Check everything that can be checked before starting -> (formats, keystore, scrubber, now, warehouse)."""
-    from pipelines.batch import parse_zone  # shared with batch
-    from transforms.fields import parse_trusted_proxies
+    from pipelines.batch import resolve_formats  # shared with batch
 
     if config.log_format == "auto":
         raise AccesslogError("--log-format auto needs files to sniff; name the format for a stream")
-    spec = config.log_format_name if config.nginx_conf and config.log_format_name else config.log_format
-    fmt = resolve_format(spec, config.nginx_conf, config.field_map)
+    fmt = resolve_formats(config, [])[1][""]
     if not fmt.is_access:
         raise AccesslogError(f"--log-format {config.log_format}: streaming handles access logs only")
-    fmt = dataclasses.replace(fmt, options={**fmt.options, "zone": parse_zone(config.timezone),
-                                            "trusted_proxies": parse_trusted_proxies(config.trusted_proxies)})
     now = parse_now(config.now)
     if config.geoip_db:
         GeoLookup(config.geoip_db, config.geo_detail).close()

@@ -186,6 +186,9 @@ def test_too_many_rejects_fails_that_input_only(tmp_path, log, keys, capsys):
     (["--log-format", "nonsense"], "unknown log format"),
     (["--log-format", "$remote_addr $request"], "time variable"),
     (["--now", "yesterday"], "--now"),
+    (["--timezone", "Mars/Olympus"], "--timezone"),
+    (["--timezone", "+2400"], "--timezone"),       # not a valid offset (was an internal error)
+    (["--trusted-proxies", "10.0.0.0/33"], "trusted"),
 ])
 def test_bad_configuration_exits_2_with_one_line(tmp_path, log, keys, capsys, monkeypatch, args, message):
     monkeypatch.delenv("ACCESSLOG_KEYS", raising=False)
