@@ -55,7 +55,7 @@ def preview(log_input: LogInput, fmt: LogFormat, keystore: Keystore, scrubber: S
             geo: GeoLookup | None = None) -> Iterator[dict]:
     """One dict per input line, in line order: {"line": n, "record": {...}} or
     {"line": n, "reject": reason, "text": redacted line}."""
-    field_res, strict = redaction_plan(fmt)
+    plan = redaction_plan(fmt)
     user_agents = UserAgentParser()
     now = datetime.now(timezone.utc)
     for chunk in _limited(log_input, limit):
@@ -71,7 +71,7 @@ def preview(log_input: LogInput, fmt: LogFormat, keystore: Keystore, scrubber: S
         out = [(row["source_line"], {"line": row["source_line"], "record": {
             k: v for k, v in row.items() if k not in ("source", "source_line") and (keep_nulls or v is not None)}})
             for row in rows]
-        redacted = rejects_table(rejects, keystore, scrubber, field_res, now, strict).to_pydict()
+        redacted = rejects_table(rejects, keystore, scrubber, plan, now).to_pydict()
         out += [(n, {"line": n, "reject": reason, "text": text})
                 for n, reason, text in zip(redacted["source_line"], redacted["reason"], redacted["line"])]
         for _, item in sorted(out, key=lambda pair: pair[0]):

@@ -10,7 +10,7 @@ from accesslog.keystore import Keystore
 from schemas import REJECTS
 from transforms.formats import compile_format, resolve_format
 from transforms.parse import RejectChunk
-from transforms.rejects import redact_line, rejects_table, sensitive_field_regexes
+from transforms.rejects import redact_line, redaction_plan, rejects_table, sensitive_field_regexes
 from transforms.scrub import REDACTED, Scrubber
 
 SECRET = bytes(range(32))
@@ -72,7 +72,7 @@ def test_rejects_table(tmp_path):
     chunk = RejectChunk("access.log", "id", 1, source_lines=[2, 5], reasons=["invalid $status", "empty line"],
                         lines=['192.0.2.1 - eve [20/Nov/2026:08:00:00 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"', ""],
                         date_hint=int(hint.timestamp() * 1_000_000))
-    table = rejects_table(chunk, keystore, Scrubber(), sensitive_field_regexes(resolve_format("combined")),
+    table = rejects_table(chunk, keystore, Scrubber(), redaction_plan(resolve_format("combined")),
                           now=datetime(2030, 1, 1, tzinfo=timezone.utc))
     _, secret = keystore.key_for_day(date(2026, 11, 20))    # the key of the hinted day, not of `now`
     assert table.select(REJECTS.names).schema == REJECTS
@@ -81,3 +81,52 @@ def test_rejects_table(tmp_path):
     assert table["line"][0].as_py().startswith(f"ip:{pseudonym(secret, '192.0.2.1')} - {REDACTED} [")
     assert table["line"][1].as_py() == ""
     assert table["_date_us"].to_pylist() == [chunk.date_hint] * 2
+
+
+@pytest.mark.parametrize("line", [
+    'Nov 20 web1 nginx: 203.0.113.77 - jdoe42 [20/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"',
+    "203.0.113.77 - jdoe42",                                   # cut right after the user
+    '203.0.113.77 - jdoe42 [20/Nov/2026:10:00:00 +0000] "GET /broken',
+])
+def test_user_name_is_found_in_prefixed_and_cut_lines(line):
+    out = redact_line(line, SECRET, Scrubber(), sensitive_field_regexes(resolve_format("combined")))
+    assert "jdoe42" not in out and REDACTED in out and "203.0.113.77" not in out
+
+
+def test_the_chunks_known_user_names_are_redacted_anywhere():
+    out = redact_line("garbage about /users/alice.smith/profile and bob", SECRET, Scrubber(), [],
+                      known_users=("alice.smith", "bob"))
+    assert out == f"garbage about /users/{REDACTED}/profile and {REDACTED}"
+    assert redact_line("bobcat", SECRET, Scrubber(), [], known_users=("bob",)) == "bobcat"   # whole words only
+
+
+def test_json_rejects_redact_personal_and_secret_values():
+    line = ('{"ts":"bad","remote_user":"jdoe42","user_id":"alice.smith","login_name":"jdoe42",'
+            '"password":"Hunter2Pass","session_token":"TokTok123","email":"victim@example.org",'
+            '"request":{"headers":{"Cookie":["session=AccTok456"],"Authorization":["Bearer eyJSECRET"],'
+            '"X-Request-Id":["victim.person@example.org"]}},"who":"carol99","note":"client 192.0.2.199",'
+            '"status":200,"path":"/ok","user.name":{"first":"Zed"},"remote_user_obj":1,"ctx":{"user":"Yves"}}')
+    plan = redaction_plan(resolve_format("json", field_map="who=remote_user"))
+    out = redact_line(line, SECRET, Scrubber(), plan.field_res, plan.strict, plan.json_keys)
+    for secret in ("jdoe42", "alice.smith", "Hunter2Pass", "TokTok123", "victim", "AccTok456", "eyJSECRET",
+                   "carol99", "192.0.2.199", "Zed", "Yves"):
+        assert secret not in out, secret
+    assert '"status":200' in out and '"path":"/ok"' in out      # the rest stays readable
+    broken = '{"remote_user":"jdoe42","password":"Hunter2Pass","ts":'   # not even valid JSON
+    out = redact_line(broken, SECRET, Scrubber(), plan.field_res, plan.strict, plan.json_keys)
+    assert "jdoe42" not in out and "Hunter2Pass" not in out
+
+
+def test_parse_hands_the_chunks_user_names_to_the_rejects(tmp_path):
+    from transforms.chunks import LogChunk
+    from transforms.parse import parse_chunk
+
+    good = '192.0.2.1 - alice.smith [20/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"'
+    bad = "upstream said: no profile at /users/alice.smith/ for 192.0.2.1"
+    fmt = resolve_format("combined")
+    _, rejects = parse_chunk(fmt, LogChunk("a.log", "id", 1, f"{good}\n{bad}\n".encode()))
+    assert rejects.known_users == ("alice.smith",)
+    table = rejects_table(rejects, Keystore(tmp_path / "keys.json"), Scrubber(), redaction_plan(fmt),
+                          now=datetime(2026, 11, 21, tzinfo=timezone.utc))
+    [line] = table["line"].to_pylist()
+    assert "alice.smith" not in line and "192.0.2.1" not in line and f"/users/{REDACTED}/" in line

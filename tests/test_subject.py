@@ -30,7 +30,7 @@ from accesslog.warehouse import remove_staging
 from transforms.error_entries import pseudonymize_errors
 from transforms.parse import RejectChunk
 from transforms.pseudonymize import ip_pseudonym, pseudonymize_records, user_pseudonym
-from transforms.rejects import rejects_table
+from transforms.rejects import RedactionPlan, rejects_table
 from transforms.scrub import Scrubber
 from transforms.write import write_chunk
 
@@ -136,7 +136,7 @@ def build(root: Path, keystore: Keystore | None = None) -> Built:
     hint = int(at(DAYS[0], 15).timestamp() * 1_000_000)
     chunk = RejectChunk("mixed-0.log", "mixed0", 1, [7, 8], ["unparseable", "unparseable"],
                         [f'{IP_A} - - [garbage "GET /x', f'{IP_B} - - [garbage "GET /y'], date_hint=hint)
-    publish(warehouse, rejects_table(chunk, keystore, Scrubber(), [], at(DAYS[2], 23)), "rejects", "mixed0")
+    publish(warehouse, rejects_table(chunk, keystore, Scrubber(), RedactionPlan([], False, None), at(DAYS[2], 23)), "rejects", "mixed0")
     rows_a.add(("rejects", "mixed-0.log", 7))
     # sessions on day 3
     publish(warehouse, sessions_table(keystore, [(at(DAYS[2], 9), IP_A, 3), (at(DAYS[2], 9, 5), IP_B, 2)]),

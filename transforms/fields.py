@@ -76,6 +76,14 @@ def on_uniques(values: pa.Array, fn) -> pa.Array:
     return result
 
 
+def known_user_names(table: pa.Table, limit: int = 500) -> list[str]:
+    """The chunk's $remote_user values long enough to redact wherever they appear (user names
+    also turn up in paths, queries and rejected lines; short ones would hit ordinary words)."""
+    if "_remote_user" not in table.column_names:
+        return []
+    return [n for n in encoded(table["_remote_user"]).dictionary.to_pylist() if n and len(n) >= 3][:limit]
+
+
 def map_unique(values: pa.Array, fn, type_: pa.DataType = pa.string()) -> pa.Array:
     """Apply a Python function (str -> value) once per distinct value of `values`.
 

@@ -23,7 +23,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.chunks import LogChunk
 from transforms.coders import register
-from transforms.fields import FieldOptions, build_records
+from transforms.fields import FieldOptions, build_records, known_user_names
 from transforms.formats import LogFormat
 
 
@@ -60,6 +60,7 @@ class RejectChunk:
     lines: list[str]
     date_hint: int | None = None   # µs timestamp of a parsed row near these lines
     log_format: str = ""
+    known_users: tuple[str, ...] = ()   # $remote_user values of the chunk's records: redacted in the lines
 
     @property
     def nbytes(self) -> int:
@@ -269,7 +270,8 @@ def _rejects(chunk: LogChunk, rows: list[int], reasons: list[str], line, records
     return RejectChunk(chunk.source, chunk.input_id, chunk.first_line,
                        source_lines=[rows[k] + chunk.first_line for k in order],
                        reasons=[reasons[k] for k in order], lines=[line(rows[k]) for k in order],
-                       date_hint=date_hint, log_format=chunk.log_format)
+                       date_hint=date_hint, log_format=chunk.log_format,
+                       known_users=tuple(known_user_names(records)) if rows else ())
 
 
 def finish_chunk(fmt: LogFormat, tok: Tokenized) -> tuple[RecordChunk, RejectChunk]:

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.fields import encoded, on_uniques
+from transforms.fields import known_user_names, on_uniques
 from transforms.parse import RecordChunk
 
 REDACTED = "REDACTED"
@@ -156,11 +156,8 @@ def pack_extra(table: pa.Table) -> pa.Table:
 
 
 def _known_names(table: pa.Table) -> str | None:
-    """RE2 pattern for the chunk's $remote_user values as whole words (user names also turn
-    up in paths and queries: /users/alice.smith/). Short names would hit ordinary words."""
-    if "_remote_user" not in table.column_names:
-        return None
-    names = [n for n in encoded(table["_remote_user"]).dictionary.to_pylist() if n and len(n) >= 3][:500]
+    """RE2 pattern for the chunk's $remote_user values as whole words (fields.known_user_names)."""
+    names = known_user_names(table)
     if not names:
         return None
     return r"(^|[^A-Za-z0-9])(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + \
