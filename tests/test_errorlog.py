@@ -506,3 +506,34 @@ ACCESS = '203.0.113.7 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 2326
 ])
 def test_detect_error_log(lines, kind):
     assert detect_error_log(lines) == kind
+
+
+@pytest.mark.parametrize("message, leaked", [
+    ('*5 user "jdoe42": password mismatch, client: ip:abc, server: example.com', "jdoe42"),
+    ('*7 user "alice smith" was not found in "/etc/nginx/.htpasswd", client: ip:abc', "alice smith"),
+    ('AH01617: user jdoe42: authentication failure for "/private": Password Mismatch', "jdoe42"),
+    ("AH01618: user alice.smith not found: /private", "alice.smith"),
+])
+def test_user_names_in_authentication_messages_are_redacted(message, leaked):
+    from transforms.error_entries import redact_auth_users
+    from transforms.scrub import REDACTED
+
+    out = redact_auth_users(message)
+    assert leaked not in out and REDACTED in out
+    assert redact_auth_users("upstream timed out (110: Connection timed out)") == \
+        "upstream timed out (110: Connection timed out)"
+
+
+def test_pseudonymize_errors_redacts_authentication_user_names(tmp_path):
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from accesslog.keystore import Keystore
+    from transforms.error_entries import pseudonymize_errors
+    from transforms.scrub import Scrubber
+
+    table = pa.table({"logged_at": pa.array([datetime(2026, 11, 20, tzinfo=timezone.utc)], pa.timestamp("us", "UTC")),
+                      "message": ['user "jdoe42": password mismatch, client: 192.0.2.7, server: example.com']})
+    [message] = pseudonymize_errors(table, Keystore(tmp_path / "keys.json"), Scrubber())["message"].to_pylist()
+    assert "jdoe42" not in message and "192.0.2.7" not in message and message.startswith('user "REDACTED"')

@@ -14,6 +14,7 @@ every access chunk as a side input; nothing row-level is shuffled.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
 from datetime import datetime, timezone
 
@@ -25,7 +26,18 @@ import pyarrow.compute as pc
 from accesslog.keystore import Keystore
 from transforms.parse import RecordChunk
 from transforms.pseudonymize import _days, _keyed, ip_pseudonym, pseudonymize_ip_tokens
-from transforms.scrub import Scrubber
+from transforms.scrub import REDACTED, Scrubber
+
+# User names in authentication messages: nginx auth_basic ('user "bob": password mismatch',
+# 'user "bob" was not found in "/etc/htpasswd"') and Apache mod_auth_basic ('AH01617: user bob:
+# authentication failure for "/": Password Mismatch', 'AH01618: user bob not found: /').
+_AUTH_USER = re.compile(r'(\buser ")((?:[^"\\]|\\.)*)(")|(\buser )([^\s":]+)(:? (?:authentication failure|not found))')
+
+
+def redact_auth_users(message: str) -> str:
+    return _AUTH_USER.sub(lambda m: (m.group(1) + REDACTED + m.group(3)) if m.group(1)
+                          else (m.group(4) + REDACTED + m.group(6)), message)
+
 
 # Most severe first (syslog order, as nginx and Apache use).
 LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
@@ -48,7 +60,8 @@ def pseudonymize_errors(table: pa.Table, keystore: Keystore, scrubber: Scrubber)
         secrets = {int(d): keystore.key_for_day(datetime.fromtimestamp(int(d) * 86400, timezone.utc).date())[1]
                    for d in np.unique(days)}
         messages = table["message"].to_pylist()
-        redacted = [None if m is None else scrubber.scrub(pseudonymize_ip_tokens(m, secrets[int(d)]), ips=False)
+        redacted = [None if m is None else
+                    scrubber.scrub(pseudonymize_ip_tokens(redact_auth_users(m), secrets[int(d)]), ips=False)
                     for m, d in zip(messages, days.tolist())]
         table = table.set_column(table.column_names.index("message"), "message", pa.array(redacted, pa.string()))
     for name in ("request", "referrer", "upstream", "host", "server"):
