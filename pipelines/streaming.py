@@ -88,6 +88,7 @@ import argparse
 import dataclasses
 import glob
 import hashlib
+import hmac
 import re
 import sys
 import threading
@@ -368,8 +369,11 @@ class LinesToChunks(beam.DoFn):
 # -- retention and windows ----------------------------------------------------------------------
 
 
-def _marker_rejects(chunk: RecordChunk, source_lines, reason: str, date_us: int) -> RecordChunk:
-    """rejects rows for records not written (expired / too late): no line content."""
+def _marker_rejects(chunk: RecordChunk, source_lines, reason: str, date_us: int,
+                    key: bytes | None = None) -> RecordChunk:
+    """rejects rows for records not written (expired / too late): no line content. `key`: when
+    the records are still raw (not yet scrubbed or pseudonymized), the file-name digest is keyed,
+    so the name cannot be used to test guesses at a secret or an address."""
     n = len(source_lines)
     table = pa.table({"source": pa.array([chunk.source] * n, pa.string()),
                       "source_line": pa.array(source_lines, pa.int64()),
@@ -378,14 +382,15 @@ def _marker_rejects(chunk: RecordChunk, source_lines, reason: str, date_us: int)
     table = table.append_column("_date_us", pa.array([date_us] * n, pa.int64()))
     digest = _digest(chunk.records.select([c for c in ("received_at", "client_ip", "client_id", "method",
                                                        "url_path", "url_query", "status", "user_agent")
-                                           if c in chunk.records.column_names]))
+                                           if c in chunk.records.column_names]), key)
     return RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=0, records=table, table="rejects",
                        counts={"digest": digest})
 
 
-def _digest(table: pa.Table) -> str:
-    """Content hash of a (small) table: names reject files so a replay overwrites them."""
-    h = hashlib.sha256()
+def _digest(table: pa.Table, key: bytes | None = None) -> str:
+    """Content hash of a (small) table, HMAC under `key` if given: names reject files so a
+    replay overwrites them."""
+    h = hmac.new(key, digestmod="sha256") if key is not None else hashlib.sha256()
     for name in table.column_names:
         h.update(name.encode())
         h.update(repr(table[name].to_pylist()).encode())
@@ -400,8 +405,8 @@ class RouteExpired(beam.DoFn):
     from the clock for every chunk, so a job that runs for months keeps rejecting what is older
     than the retention window now, not when it started."""
 
-    def __init__(self, retention_days: int, now: datetime | None):
-        self.retention_days, self.now = retention_days, now
+    def __init__(self, retention_days: int, now: datetime | None, keystore: Keystore):
+        self.retention_days, self.now, self.keystore = retention_days, now, keystore
         self.expired = Metrics.counter(COUNTER_NAMESPACE, "expired")
 
     def process(self, chunk):
@@ -417,7 +422,8 @@ class RouteExpired(beam.DoFn):
             lines = table.filter(old)["source_line"].to_pylist()
             self.expired.inc(len(lines))
             now_us = int(now.timestamp() * 1_000_000)
-            yield beam.pvalue.TaggedOutput("expired", _marker_rejects(chunk, lines, "expired", now_us))
+            _, key = self.keystore.key_for_day(now.astimezone(timezone.utc).date())
+            yield beam.pvalue.TaggedOutput("expired", _marker_rejects(chunk, lines, "expired", now_us, key))
             chunk = dataclasses.replace(chunk, records=table.filter(pc.invert(old)), expired=chunk.expired + len(lines))
         yield chunk
 
@@ -603,7 +609,7 @@ def build_streaming_pipeline(lines, formats, keystore: Keystore, scrubber: Scrub
               | "LinesToChunks" >> beam.ParDo(LinesToChunks(source, max_lines))
               | "ParseAccessLogs" >> ParseAccessLogs(formats))
     routed = parsed.records | "RouteExpired" >> beam.ParDo(
-        RouteExpired(retention_days, None if rolling_now else now)).with_outputs("expired", main="records")
+        RouteExpired(retention_days, None if rolling_now else now, keystore)).with_outputs("expired", main="records")
     access = (routed.records
               | "EnforceRetention" >> EnforceRetention(cutoff)
               | "Enrich" >> Enrich(geoip_db, geo_detail)

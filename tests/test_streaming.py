@@ -427,3 +427,26 @@ def test_replay_with_late_rows_now_on_time_does_not_duplicate(tmp_path):
               .advance_watermark_to_infinity())
     run_stream(replay, tmp_path)
     assert access_files(warehouse) == {wname(at(0), 0): ["/a", "/late"]}
+
+
+def test_expired_reject_file_names_are_keyed(tmp_path):
+    """The name of an expired-rejects file digests the raw records: it must not be a plain hash
+    anyone could recompute from a guessed query string or address."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from pipelines.streaming import _digest
+    table = pa.table({"url_query": ["password=Hunter2Pass"]})
+    assert _digest(table, b"k" * 32) != _digest(table)
+    assert _digest(table, b"k" * 32) != hashlib.sha256(b"url_query" + repr(["password=Hunter2Pass"]).encode()
+                                                       ).hexdigest()[:16]
+    stream = (BeamTestStream()
+              .advance_watermark_to(ts(at(0)))
+              .add_elements([line(at(1), "/old")])
+              .advance_watermark_to_infinity())
+    warehouse = run_stream(stream, tmp_path, retention_days=3)
+    [expired] = warehouse.glob("rejects/*/*-x*.parquet")
+    run_stream(BeamTestStream().advance_watermark_to(ts(at(0))).add_elements([line(at(1), "/old")]),
+               tmp_path, retention_days=3)
+    assert [p.name for p in warehouse.glob("rejects/*/*-x*.parquet")] == [expired.name]   # replay overwrites
