@@ -120,6 +120,13 @@ def test_ips_false_keeps_dotted_versions(scrubber):
     assert scrubber.scrub(agent) != agent   # with ips=True the version would be taken for an IP
 
 
+def test_ips_false_still_redacts_ipv6(scrubber):
+    agent = "Mozilla/5.0 (from 203.0.113.77; 2001:db8:85a3::8a2e:370:7334) Chrome/120.0.0.0"
+    assert scrubber.scrub(agent, ips=False) == f"Mozilla/5.0 (from 203.0.113.77; {REDACTED}) Chrome/120.0.0.0"
+    assert Scrubber().scrub_column(pa.array([agent]), ips=False).to_pylist() == [
+        f"Mozilla/5.0 (from 203.0.113.77; {REDACTED}) Chrome/120.0.0.0"]
+
+
 # -- scrub_records ---------------------------------------------------------------------------
 
 
@@ -131,6 +138,7 @@ def test_scrub_records_columns():
         "referrer": ["https://u:p@example.com/?code=c", "http://198.51.100.1/", None],
         "host": ["example.com", "203.0.113.9", None],
         "user_agent": [agent, "bot (+mailto:crawler@example.net)", None],
+        "request_id": ["victim.person@example.org", "3f9c2a7d51b04e0c", None],   # JSON: from X-Request-Id
         "status": pa.array([200, 200, 404], pa.int16()),
     })
     out = scrub_records(table, Scrubber()).to_pydict()
@@ -139,6 +147,7 @@ def test_scrub_records_columns():
     assert out["referrer"] == [f"https://{REDACTED}@example.com/?code={REDACTED}", f"http://{REDACTED}/", None]
     assert out["host"] == ["example.com", REDACTED, None]
     assert out["user_agent"] == [agent, f"bot (+mailto:{REDACTED})", None]
+    assert out["request_id"] == [REDACTED, "3f9c2a7d51b04e0c", None]
     assert out["status"] == [200, 200, 404]
 
 

@@ -53,7 +53,7 @@ def parse_secret_params(spec: str | None) -> tuple[str, ...]:
     return DEFAULT_SECRET_PARAMS + names if extra else names
 
 
-def _replace_ips(text: str) -> str:
+def _replace_ips(text: str, ipv4: bool = True) -> str:
     def sub(m: re.Match) -> str:
         candidate = m.group(0).strip("[]").split("%", 1)[0]
         try:
@@ -61,7 +61,7 @@ def _replace_ips(text: str) -> str:
         except ValueError:
             return m.group(0)
         return REDACTED
-    return _IPV6.sub(sub, _IPV4.sub(sub, text))
+    return _IPV6.sub(sub, _IPV4.sub(sub, text) if ipv4 else text)
 
 
 class Scrubber:
@@ -75,7 +75,9 @@ class Scrubber:
         alternation = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
         # RE2 screen: any row that might need scrubbing. False positives only cost time.
         self.screen_secrets = rf"(?i)({alternation})(\]|%5d)?(=|%3d)|@|%40|bearer |basic |digest |token "
-        self.screen = self.screen_secrets + r"|[0-9]\.[0-9]{1,3}\.[0-9]|[0-9a-f]:[0-9a-f]{0,4}:|::"
+        ipv6 = r"|[0-9a-f]:[0-9a-f]{0,4}:|::"
+        self.screen = self.screen_secrets + r"|[0-9]\.[0-9]{1,3}\.[0-9]" + ipv6
+        self.screen_no_ipv4 = self.screen_secrets + ipv6
 
     def is_secret(self, name: str) -> bool:
         """Is a query parameter name secret? Cached: a site has few distinct names."""
@@ -108,7 +110,8 @@ class Scrubber:
     def scrub(self, text: str, ips: bool = True, all_pairs: bool = False) -> str:
         """Scrub a URL, path, query string, referrer, user agent or raw log line.
 
-        `ips=False` keeps dotted numbers: user agents carry versions like 120.0.0.0.
+        `ips=False` keeps dotted numbers, as user agents carry versions like 120.0.0.0 (IPv6
+        addresses, which no version looks like, are still redacted).
         `all_pairs` redacts every name=value value (raw lines that may hold cookies).
         """
         # user:password@host -> REDACTED@host; the placeholder keeps the e-mail pattern off the host.
@@ -117,13 +120,13 @@ class Scrubber:
         text = _CREDENTIALS.sub(lambda m: m.group(1) + " " + REDACTED, text)
         if "=" in text:
             text = self._pairs(text, all_pairs)
-        return _replace_ips(text) if ips else text
+        return _replace_ips(text, ipv4=ips)
 
     def scrub_column(self, values: pa.Array, ips: bool = True) -> pa.Array:
         """Vectorized: screen the distinct values with RE2, scrub the candidates in Python."""
         if len(values) == 0 or values.null_count == len(values):
             return values
-        screen = self.screen if ips else self.screen_secrets
+        screen = self.screen if ips else self.screen_no_ipv4
 
         def scrub_uniques(uniques: pa.Array) -> pa.Array:
             candidates = pc.fill_null(pc.match_substring_regex(uniques, screen), False)
@@ -136,7 +139,8 @@ class Scrubber:
 
 # column -> whether IP literals are redacted in it (not in user agents: versions look like IPs)
 URL_COLUMNS = {"url_path": True, "url_query": True, "referrer": True, "host": True, "user_agent": False,
-               "upstream_addr": True}
+               "upstream_addr": True,
+               "request_id": True}   # JSON logs take it from X-Request-Id, which the client sets
 # Extras whose values PseudonymizeClients already replaced.
 _PSEUDONYMIZED_EXTRAS = ("_x_cookie_", "_x_http_cookie", "_x_sent_http_set_cookie", "_x_http_authorization",
                          "_x_http_proxy_authorization")
