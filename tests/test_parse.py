@@ -436,3 +436,27 @@ def test_utf8_byte_order_mark_at_the_start_of_a_file_is_ignored():
     records, rejects = parse_chunk(COMBINED, LogChunk("a.log", "id", 1, b"\xef\xbb\xbf" + text.encode() + b"\n"))
     assert records.records.num_rows == 1 and rejects.source_lines == []
     assert records.records["_client_ip"].to_pylist() == ["192.0.2.1"]
+
+
+@pytest.mark.parametrize("text, fmt, reason", [
+    ('192.0.2.1 - - [20/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 99999999999999999999999 "-" "UA"',
+     "combined", "invalid $body_bytes_sent"),
+    ('192.0.2.1 - - [20/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 9223372036854775808 "-" "UA"',
+     "combined", "invalid $body_bytes_sent"),
+    ('{"ts": 1795175001, "status": 200, "remote_addr": "192.0.2.1", "request": "GET / HTTP/1.1", '
+     '"duration": "9999999999999999999999h"}', "json", "invalid $request_time"),
+    ('192.0.2.1 - - [20/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 5 "-" "UA" 99999999999999999999.5',
+     '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+     '"$http_user_agent" $request_time', "invalid $request_time"),
+])
+def test_numbers_too_large_for_their_column_reject_the_line(text, fmt, reason):
+    """Not a crash: a number that does not fit (int64 bytes, a duration of millennia) is a bad line."""
+    from transforms.chunks import LogChunk
+    from transforms.formats import resolve_format
+    from transforms.parse import parse_chunk
+
+    good = '192.0.2.2 - - [20/Nov/2026:10:00:02 +0000] "GET /ok HTTP/1.1" 200 9223372036854775807 "-" "UA"'
+    records, rejects = parse_chunk(resolve_format(fmt), LogChunk("a.log", "id", 1, f"{text}\n".encode()))
+    assert rejects.reasons == [reason] and records.records.num_rows == 0
+    records, rejects = parse_chunk(resolve_format("combined"), LogChunk("a.log", "id", 1, f"{good}\n".encode()))
+    assert records.records["bytes_sent"].to_pylist() == [2**63 - 1] and not rejects.reasons

@@ -49,3 +49,9 @@ def test_column_parser_on_slices_nulls_and_repeats():
     sliced = values.slice(1, 6)
     assert clf_times_us(sliced).to_pylist() == [time_local_us(v) if v else None for v in sliced.to_pylist()]
     assert parse_unique(values, time_local_us, "clf").null_count == 6
+
+
+def test_times_outside_years_1_to_9999_are_invalid_not_a_crash():
+    from transforms.timeparse import msec_us
+    values = pa.array(["1795175001.500", "99999999999999.000", "99999999999999999999999.0"])
+    assert parse_unique(values, msec_us).to_pylist() == [1795175001500000, None, None]

@@ -296,9 +296,18 @@ class _Rejects:
         return self.reason != None  # noqa: E711
 
 
+_INT64_MAX = str(2**63 - 1)
+
+
 def _number(values: pa.Array, regex: str, type_: pa.DataType, rejects: _Rejects, reason: str) -> pa.Array:
+    """Numeric strings -> `type_`; '-' is null; anything else (or an integer past int64) rejects the row."""
     is_dash = pc.equal(values, "-")
-    ok = pc.or_(pc.match_substring_regex(values, regex), is_dash)
+    ok = pc.match_substring_regex(values, regex)
+    if pa.types.is_integer(type_):   # 19 digits may still fit: compare as equal-length strings
+        length = pc.utf8_length(values)
+        ok = pc.and_(ok, pc.or_(pc.less(length, len(_INT64_MAX)),
+                                pc.and_(pc.equal(length, len(_INT64_MAX)), pc.less_equal(values, _INT64_MAX))))
+    ok = pc.or_(ok, is_dash)
     rejects.add(pc.invert(ok), reason)
     clean = pc.if_else(pc.fill_null(pc.and_(ok, pc.invert(is_dash)), False), values,
                        pa.scalar(None, pa.string()))
@@ -357,6 +366,9 @@ def field_target(var: str) -> str:
     return f"extra[{var!r}]"
 
 
+MAX_DURATION_MS = 1e12   # about 31 years
+
+
 def _times(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: dict) -> None:
     """received_at, responded_at and duration_ms, by the format's time semantics."""
     # $msec first: the same instant as $time_local, with milliseconds.
@@ -373,6 +385,10 @@ def _times(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: dic
                                 ("request_time_s", r"^[0-9]+$", 0.001)):
         if dvar in fields:
             value = _number(fields[dvar], regex, pa.float64(), rejects, f"invalid ${dvar}")
+            # Longer than MAX_DURATION_MS is no request duration (and would overflow the µs times).
+            too_long = pc.greater(pc.divide(value, per_ms), MAX_DURATION_MS)
+            rejects.add(pc.fill_null(too_long, False), f"invalid ${dvar}")
+            value = pc.if_else(pc.fill_null(too_long, False), pa.scalar(None, pa.float64()), value)
             # Divide by units per ms (43 µs / 1000.0 is exactly the double 0.043; 43 * 0.001 is not).
             duration_ms = pc.round(pc.divide(value, per_ms), 3)
             break

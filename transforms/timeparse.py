@@ -130,6 +130,18 @@ def clf_times_us(values: pa.Array) -> pa.Array:
     return pa.array(out, pa.int64(), mask=~ok)
 
 
+# Years 1 to 9999, as Python's datetime (and any reader of the Parquet files) can hold them: a
+# time outside is not a time a server logged, and past int64 it would not even fit.
+MIN_US, MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999
+
+
+def _bounded(parse: Callable[[str], int | None]) -> Callable[[str], int | None]:
+    def parse_in_range(text: str) -> int | None:
+        us = parse(text)
+        return us if us is not None and MIN_US <= us <= MAX_US else None
+    return parse_in_range
+
+
 def parse_unique(values: pa.Array, parse: Callable[[str], int | None], fast: str | None = None) -> pa.Array:
     """Parse each distinct string of `values` -> int64 µs since the epoch, null where it fails.
     `fast` ("clf"): try the column-wise parser first, `parse` the rest."""
@@ -137,6 +149,7 @@ def parse_unique(values: pa.Array, parse: Callable[[str], int | None], fast: str
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     uniques = encoded.dictionary
+    parse = _bounded(parse)
     if fast == "clf":
         parsed = clf_times_us(uniques)
         missed = pc.is_null(parsed)
