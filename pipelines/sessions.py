@@ -38,10 +38,9 @@ from accesslog import warehouse as wh
 from schemas import SESSIONS
 from transforms.parse import RecordChunk
 from transforms.sessionize import Sessionize
-from transforms.write import WriteParquetPartitions, conform, plain
+from transforms.write import WriteParquetPartitions, conform, plain, split_by_day
 
 SORT = [("session_start", "ascending"), ("client_id", "ascending"), ("host", "ascending")]
-US_PER_DAY = 86_400_000_000
 COLUMNS = ["client_id", "host", "received_at", "url_path", "bytes_sent", "status", "method", "is_bot"]
 
 
@@ -155,13 +154,8 @@ class _UpsertDay(beam.DoFn):
 
 
 def _by_day(chunk: RecordChunk):
-    table = chunk.records
-    if table.num_rows == 0:
-        return
-    days = pc.cast(table["session_start"], pa.int64()).to_numpy(zero_copy_only=False) // US_PER_DAY
-    for day in np.unique(days):
-        label = str(np.datetime64(int(day), "D"))
-        yield label, table if (days == day).all() else table.filter(pa.array(days == day))
+    if chunk.records.num_rows:
+        yield from split_by_day(chunk.records, "session_start")
 
 
 class UpsertSessions(beam.PTransform):

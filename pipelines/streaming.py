@@ -92,13 +92,12 @@ import hmac
 import re
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from apache_beam.coders import IterableCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -122,12 +121,12 @@ from transforms.rejects import RedactRejects
 from transforms.retention import EnforceRetention, retention_cutoff
 from transforms.scrub import Scrubber, ScrubUrls, parse_secret_params
 from transforms.sessionize import Sessionize
-from transforms.write import EPOCH, _sorted, conform, plain
+from transforms.timeparse import US_PER_DAY, day_label
+from transforms.write import _sorted, conform, plain, split_by_day, write_partition_file
 
 COUNTER_NAMESPACE = "accesslog.streaming"
 SOURCES = ("kafka", "pubsub", "files")
 MAX_LINES = 10_000
-US_PER_DAY = 86_400_000_000
 _NEVER = -(2**62)   # horizon before any timer fired
 _SUBSCRIPTION = re.compile(r"projects/[^/\s]+/subscriptions/[^/\s]+")
 _PROJECT_ID = re.compile(r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]")   # apache_beam.io.gcp.pubsub.PROJECT_ID_REGEXP
@@ -514,21 +513,13 @@ def write_final(table: pa.Table, table_name: str, name: str, warehouse: str) -> 
     if table.num_rows == 0:
         return []
     schema, time_column = TABLES[table_name], PARTITION_TIME_COLUMN[table_name]
-    if time_column is None:
-        us = table["_date_us"].to_numpy()
-    else:
-        us = pc.cast(table[time_column], pa.int64()).to_numpy(zero_copy_only=False)
-    days = us // US_PER_DAY
     written = []
-    for day in np.unique(days):
-        part = table if (days == day).all() else table.filter(pa.array(days == day))
+    for label, part in split_by_day(table, time_column):
         part = conform(_sorted(part, time_column), schema)
-        label = (EPOCH + timedelta(days=int(day))).isoformat()
         final = wh.partition_dir(warehouse, table_name, label) / name
         final.parent.mkdir(parents=True, exist_ok=True)
         with wh.replacing(final) as tmp:
-            pq.write_table(part, tmp, compression="zstd", store_schema=False,
-                           sorting_columns=[pq.SortingColumn(schema.get_field_index(time_column or "source_line"))])
+            write_partition_file(part, table_name, tmp)
         written.append(str(final))
     return written
 
@@ -567,8 +558,7 @@ class WriteWindowPanes(beam.DoFn):
         window are written in order)."""
         prefix = pane_file_name(input_id, win.start, 0)[:-len("0.parquet")]
         for day in {(win.start.micros // US_PER_DAY), ((win.end.micros - 1) // US_PER_DAY)}:
-            label = (EPOCH + timedelta(days=int(day))).isoformat()
-            folder = wh.partition_dir(self.warehouse, self.table_name, label)
+            folder = wh.partition_dir(self.warehouse, self.table_name, day_label(day))
             for old in folder.glob(glob.escape(prefix) + "*.parquet"):
                 if old.name != prefix + "0.parquet":
                     old.unlink(missing_ok=True)

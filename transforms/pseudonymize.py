@@ -23,7 +23,7 @@ import functools
 import hmac
 import re
 import socket
-from datetime import date, timedelta
+from datetime import timedelta
 
 import apache_beam as beam
 import numpy as np
@@ -36,8 +36,8 @@ from transforms import cryptopan
 from transforms.fields import encoded, map_unique, normalize_ip, pack_ip, with_dictionary
 from transforms.parse import RecordChunk
 from transforms.scrub import pack_extra
+from transforms.timeparse import EPOCH, US_PER_DAY
 
-EPOCH = date(1970, 1, 1)
 IN_MEMORY_COLUMNS = ("_client_ip", "_remote_user")
 IP_MODES = ("hmac", "truncate", "cryptopan")
 
@@ -120,7 +120,7 @@ def network_of(ip_text: str) -> str | None:
 
 def _days(received_at: pa.Array) -> np.ndarray:
     us = pc.cast(received_at, pa.int64()).to_numpy(zero_copy_only=False)
-    return us // 86_400_000_000
+    return us // US_PER_DAY
 
 
 def _keyed(values: pa.Array, days: np.ndarray, keystore: Keystore, fn) -> pa.Array:

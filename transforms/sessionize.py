@@ -92,11 +92,11 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import SESSIONS
 from transforms.parse import RecordChunk
+from transforms.timeparse import US_PER_DAY
 
 ASSET_EXTENSIONS = ("css", "js", "png", "jpg", "jpeg", "gif", "svg", "ico", "webp", "woff", "woff2", "ttf", "map",
                     "txt", "xml", "json")
 ASSET_PATTERN = r"\.(" + "|".join(ASSET_EXTENSIONS) + r")$"
-US_PER_DAY = 86_400_000_000
 COUNTER_NAMESPACE = "accesslog.sessionize"
 # In-memory columns of the output rows: pane information for streaming writers (not written).
 PANE_COLUMNS = [pa.field("_pane_index", pa.int64()), pa.field("_pane_timing", pa.string()),

@@ -7,12 +7,21 @@ by hand and `take` the results back (DESIGN.md §3).
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+EPOCH = date(1970, 1, 1)
+US_PER_DAY = 86_400_000_000
+
+
+def day_label(day: int) -> str:
+    """Days since the epoch -> 'YYYY-MM-DD' (the name of a date= partition)."""
+    return (EPOCH + timedelta(days=int(day))).isoformat()
+
 
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
                                        "Sep", "Oct", "Nov", "Dec"), start=1)}

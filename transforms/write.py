@@ -15,8 +15,8 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from pathlib import Path
+from typing import Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -28,8 +28,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from accesslog import warehouse as wh
 from schemas import PARTITION_TIME_COLUMN, TABLES
 from transforms.coders import register
-
-EPOCH = date(1970, 1, 1)
+from transforms.timeparse import US_PER_DAY, day_label
 
 
 @dataclass
@@ -100,7 +99,24 @@ def _day_numbers(table: pa.Table, time_column: str | None) -> np.ndarray:
         us = table.column("_date_us").to_numpy()
     else:
         us = pc.cast(table.column(time_column), pa.int64()).to_numpy(zero_copy_only=False)
-    return us // 86_400_000_000
+    return us // US_PER_DAY
+
+
+def split_by_day(table: pa.Table, time_column: str | None) -> Iterator[tuple[str, pa.Table]]:
+    """(date label, rows of that UTC day) for each day of `time_column` (None: the `_date_us`
+    hint of rejects)."""
+    days = _day_numbers(table, time_column)
+    unique_days = np.unique(days)
+    for day in unique_days:
+        yield day_label(day), table if len(unique_days) == 1 else table.filter(pa.array(days == day))
+
+
+def write_partition_file(part: pa.Table, table_name: str, path) -> None:
+    """One partition's rows (conformed, sorted) -> a Parquet file: zstd, no Arrow schema blob,
+    the sort column recorded."""
+    schema, time_column = TABLES[table_name], PARTITION_TIME_COLUMN[table_name]
+    pq.write_table(part, path, compression="zstd", store_schema=False,
+                   sorting_columns=[pq.SortingColumn(schema.get_field_index(time_column or "source_line"))])
 
 
 def _sorted(table: pa.Table, time_column: str | None) -> pa.Table:
@@ -117,20 +133,15 @@ def write_chunk(table: pa.Table, table_name: str, input_id: str, first_line: int
     if table.num_rows == 0:
         return []
     schema, time_column = TABLES[table_name], PARTITION_TIME_COLUMN[table_name]
-    days = _day_numbers(table, time_column)
     name = wh.chunk_file_name(input_id, first_line)
     stage = wh.staging_dir(warehouse, run_id)
     files = []
-    unique_days = np.unique(days)
-    for day in unique_days:
-        part = table if len(unique_days) == 1 else table.filter(pa.array(days == day))
-        label = (EPOCH + timedelta(days=int(day))).isoformat()
+    for label, part in split_by_day(table, time_column):
         part = compact_dictionaries(conform(_sorted(part, time_column), schema))
         staged = wh.partition_dir(stage, table_name, label) / name
         final = wh.partition_dir(warehouse, table_name, label) / name
         staged.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(part, staged, compression="zstd", store_schema=False,
-                       sorting_columns=[pq.SortingColumn(schema.get_field_index(time_column or "source_line"))])
+        write_partition_file(part, table_name, staged)
         files.append((str(staged), str(final)))
     return files
 
