@@ -130,7 +130,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.options import add_format_arguments, add_run_arguments
+    from accesslog.flags import add_format_arguments, add_run_arguments
 
     parser = argparse.ArgumentParser(
         prog="accesslog",

@@ -605,7 +605,7 @@ class FollowRun:
 # --------------------------------------------------------------------------- CLI
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pipelines.options import add_format_arguments  # the format and privacy flags of `accesslog run`
+    from accesslog.flags import add_format_arguments  # the format and privacy flags of `accesslog run`
 
     parser.add_argument("paths", nargs="+", metavar="PATH", help="log files to follow (or quoted globs)")
     parser.add_argument("--warehouse", required=True, help="warehouse folder (created if missing)")

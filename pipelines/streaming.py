@@ -108,9 +108,9 @@ from apache_beam.utils.windowed_value import PaneInfoTiming, WindowedValue
 
 from accesslog import warehouse as wh
 from accesslog.errors import AccesslogError
+from accesslog.flags import add_run_arguments
 from accesslog.keystore import Keystore
 from accesslog.retention import parse_now
-from pipelines.options import add_run_arguments
 from pipelines.sessions import UpsertSessions
 from schemas import PARTITION_TIME_COLUMN, REJECTS, TABLES
 from transforms.chunks import LogChunk
@@ -161,7 +161,7 @@ class StreamingOptions(PipelineOptions):
                             type=float, default=0,
                             help="also write a window's rows every N seconds of processing time before the "
                                  "watermark closes it (EARLY panes; default 0: only on-time and late panes)")
-        # --session-gap-minutes comes with the run flags (pipelines.options.add_run_arguments).
+        # --session-gap-minutes comes with the run flags (accesslog.flags.add_run_arguments).
         # AccessLogOptions (pipelines.options, always defined first) registers the same run flags;
         # Beam builds one parser from every PipelineOptions subclass, so skip what is already there.
         add_run_arguments(_NewFlagsOnly(parser))

@@ -25,9 +25,9 @@ from typing import Iterator
 import apache_beam as beam
 
 from accesslog.errors import AccesslogError
+from accesslog.flags import CHUNK_BYTES
 from transforms.coders import register
 
-CHUNK_BYTES = 8 << 20
 FINGERPRINT_BYTES = 64 << 10
 _GZIP_MAGIC = b"\x1f\x8b"
 
