@@ -61,7 +61,7 @@ class StatsFilter:
         always derived from the access rows (a sessions table cannot be cut by path).
     exclude_bots: bot requests (is_bot) are not page views, so they count in no audience
         figure; request figures always include them (bot_share shows their part).
-    exclude_assets: requests for static assets (daily_aggregates.ASSET_EXTENSIONS) are not
+    exclude_assets: requests for static assets (schemas.ASSET_EXTENSIONS) are not
         page views.
     """
 

@@ -116,6 +116,12 @@ REJECTS = pa.schema(
     metadata={"table": "rejects", "description": "Dead letters: input lines that did not parse."},
 )
 
+# What a static asset is, for the page-view rule of the reports and of sessions: a url_path
+# ending in one of these extensions (case-insensitive).
+ASSET_EXTENSIONS = ("css", "js", "png", "jpg", "jpeg", "gif", "svg", "ico", "webp", "woff", "woff2", "ttf", "map",
+                    "txt", "xml", "json")
+ASSET_PATTERN = r"\.(" + "|".join(ASSET_EXTENSIONS) + r")$"
+
 TABLES: dict[str, pa.Schema] = {"access": ACCESS, "errors": ERRORS, "sessions": SESSIONS, "rejects": REJECTS}
 
 # Column each table is partitioned (date=YYYY-MM-DD) and sorted by.

@@ -81,11 +81,7 @@ class ApacheFormat:
     segments: list[tuple[str, str]]
     time_format: str | None = None
     time_role: str = "received"
-    escape: str = "apache"
-
-    @property
-    def variables(self) -> tuple[str, ...]:
-        return tuple(text for kind, text in self.segments if kind == "var")
+    escape: str = "apache"   # how quoted values escape '"' and '\\' (mod_log_config: backslash escapes)
 
 
 @dataclass(frozen=True)

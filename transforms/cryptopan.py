@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import functools
 import hmac
-import socket
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from transforms.fields import pack_ip
+from transforms.fields import ip_text, pack_ip
 
 KEY_BYTES = 32
 _BATCH = 4096        # addresses per AES call: <= 4096 * 128 * 16 B = 8 MiB of blocks
@@ -129,10 +128,6 @@ class CryptoPAn:
 
     def anonymize(self, ip: str) -> str | None:
         return self.anonymize_many([ip])[0]
-
-
-def ip_text(packed: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
 @functools.lru_cache(maxsize=4)

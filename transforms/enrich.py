@@ -35,7 +35,6 @@ GEO_TYPES = {"country": pa.string(), "asn": pa.int64(), "as_org": pa.string(), "
              "city": pa.string()}
 UA_TYPES = {"browser": pa.string(), "browser_version": pa.string(), "os": pa.string(), "device": pa.string(),
             "is_bot": pa.bool_()}
-DEVICES = ("desktop", "mobile", "tablet", "bot", "other")
 
 # Crawlers, HTTP libraries, scanners and monitors that uap-core does not mark as "Spider".
 # Case-insensitive RE2 fragments of one regex, run over the new distinct user agents of a chunk

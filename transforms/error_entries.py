@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from accesslog.keystore import Keystore
+from transforms.errorlog import SYSLOG_LEVELS
 from transforms.parse import RecordChunk
 from transforms.pseudonymize import _days, _keyed, ip_pseudonym, pseudonymize_ip_tokens
 from transforms.scrub import REDACTED, Scrubber
@@ -39,8 +40,7 @@ def redact_auth_users(message: str) -> str:
                           else (m.group(4) + REDACTED + m.group(6)), message)
 
 
-# Most severe first (syslog order, as nginx and Apache use).
-LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
+LEVELS = SYSLOG_LEVELS   # most severe first (syslog order, as nginx and Apache use)
 _RANK = {level: i for i, level in enumerate(LEVELS)}
 
 

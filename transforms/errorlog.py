@@ -66,6 +66,7 @@ import pyarrow as pa
 
 from accesslog.errors import AccesslogError
 from transforms.chunks import LogChunk
+from transforms.timeparse import MONTHS
 
 KINDS = ("nginx_error", "apache_error")
 SYSLOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
@@ -84,8 +85,6 @@ ERROR_ENTRY_FIELDS = pa.schema([
     ("module", pa.string()), ("source_line", pa.int64()), ("lines", pa.int32()),
 ])
 
-_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-                                       "Nov", "Dec"), start=1)}
 _INT64_MAX = (1 << 63) - 1
 
 # -- line shapes ------------------------------------------------------------------------------
@@ -96,7 +95,7 @@ _NGINX_ENTRY = re.compile(
 # Starts like an nginx entry but is not one (unknown level, no pid): rejected, not a continuation.
 _NGINX_LOOKALIKE = re.compile(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w*\]")
 
-_APACHE_TIME = (r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:" + "|".join(_MONTHS) + r") [ \d]\d "
+_APACHE_TIME = (r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:" + "|".join(MONTHS) + r") [ \d]\d "
                 r"\d\d:\d\d:\d\d(?:\.\d{1,6})? \d{4}")
 _APACHE_ENTRY = re.compile(
     r"\[(?P<time>" + _APACHE_TIME + r")\] "
@@ -376,7 +375,7 @@ def _apache_us(stamp: str, zone: tzinfo) -> int | None:
     _, month, day, clock, year = stamp.split()
     hms, _, frac = clock.partition(".")
     h, mi, s = hms.split(":")
-    return _local_us(int(year), _MONTHS[month], int(day), int(h), int(mi), int(s),
+    return _local_us(int(year), MONTHS[month], int(day), int(h), int(mi), int(s),
                      int((frac + "00000")[:6]) if frac else 0, zone)
 
 

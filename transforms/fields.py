@@ -145,8 +145,11 @@ def normalize_ip(text: str) -> str | None:
     Cached: a log has few distinct clients and `ipaddress` is slow.
     """
     packed = pack_ip(text)
-    if packed is None:
-        return None
+    return None if packed is None else ip_text(packed)
+
+
+def ip_text(packed: bytes) -> str:
+    """4 or 16 address bytes -> IP text."""
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
@@ -193,7 +196,7 @@ def binary_ip(text: str) -> str | None:
     raw = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("latin-1", "replace"))
     if len(raw) not in (4, 16):
         return None
-    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    return ip_text(raw)
 
 
 def realip(pair: str, trusted: tuple) -> str:

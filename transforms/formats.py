@@ -301,7 +301,7 @@ def compile_apache_format(spec: str, name: str | None = None) -> LogFormat:
     from transforms.apache_format import compile_apache
 
     compiled = compile_apache(spec)
-    return compile_segments(list(compiled.segments), name or "custom", spec, "apache", "apache",
+    return compile_segments(list(compiled.segments), name or "custom", spec, "apache", compiled.escape,
                             compiled.time_format, compiled.time_role)
 
 

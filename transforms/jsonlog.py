@@ -46,14 +46,6 @@ from accesslog.errors import AccesslogError
 from transforms.chunks import LogChunk
 from transforms.timeparse import PARSERS
 
-CANONICAL_FIELDS = (
-    "remote_addr", "realip_remote_addr", "http_x_forwarded_for", "remote_user", "time_local",
-    "time_iso8601", "msec", "request", "request_method", "request_uri", "uri", "args",
-    "server_protocol", "status", "body_bytes_sent", "bytes_sent", "request_length", "http_referer",
-    "http_user_agent", "http_accept_language", "request_time", "upstream_response_time",
-    "upstream_status", "upstream_addr", "host", "server_name", "http_host", "scheme", "request_id",
-    "connection", "ssl_protocol",
-)
 TIME_FIELDS = ("time_local", "time_iso8601", "msec")   # one slot, split by value shape
 DURATION_FIELDS = ("request_time", "upstream_response_time")
 MAX_EXTRA_KEYS = 64   # per chunk: a log with a fresh key per line must not explode the columns
@@ -106,6 +98,7 @@ _DEFAULT_KEYS = {
     "connection": ("connection",),
     "ssl_protocol": ("ssl_protocol", "TLSVersion", "tls_version", "request.tls.version"),
 }
+CANONICAL_FIELDS = tuple(_DEFAULT_KEYS)   # the variables a JSON key can stand for
 DEFAULT_FIELD_MAP: dict[str, str] = {key: field for field, keys in _DEFAULT_KEYS.items() for key in keys}
 
 # Duration keys whose unit is not seconds, by exact spelling (Caddy's `duration` is seconds,

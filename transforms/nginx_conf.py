@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 
 from accesslog.errors import AccesslogError
+from transforms.formats import COMBINED
 
 # nginx's built-in format (ngx_http_log_module docs); it needs no log_format line.
-NGINX_COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
-                  '"$http_referer" "$http_user_agent"')
+NGINX_COMBINED = COMBINED
 ESCAPES = ("default", "json", "none")
 
 _SPACE = " \t\r\n"

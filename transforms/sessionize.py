@@ -35,7 +35,7 @@ Column rules:
 
 * requests: every request of the session; bytes_sent: sum of bytes_sent (null counts 0).
 * pages: page views, the rule of accesslog.daily_aggregates: GET or HEAD, status 2xx or 304,
-  url_path not null and not a static asset (extension in ASSET_EXTENSIONS, case-insensitive),
+  url_path not null and not a static asset (extension in schemas.ASSET_EXTENSIONS, case-insensitive),
   not a bot (is_bot true; null counts as a person).
 * session_start / session_end: first and last request (any request, not only pages).
 * entry_path / exit_path: first and last *page view* by received_at; ties at the same
@@ -90,13 +90,10 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas import SESSIONS
+from schemas import ASSET_PATTERN, SESSIONS
 from transforms.parse import RecordChunk
 from transforms.timeparse import US_PER_DAY
 
-ASSET_EXTENSIONS = ("css", "js", "png", "jpg", "jpeg", "gif", "svg", "ico", "webp", "woff", "woff2", "ttf", "map",
-                    "txt", "xml", "json")
-ASSET_PATTERN = r"\.(" + "|".join(ASSET_EXTENSIONS) + r")$"
 COUNTER_NAMESPACE = "accesslog.sessionize"
 # In-memory columns of the output rows: pane information for streaming writers (not written).
 PANE_COLUMNS = [pa.field("_pane_index", pa.int64()), pa.field("_pane_timing", pa.string()),
