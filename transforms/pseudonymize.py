@@ -35,7 +35,7 @@ from accesslog.keystore import Keystore
 from transforms import cryptopan
 from transforms.fields import encoded, map_unique, normalize_ip, pack_ip, with_dictionary
 from transforms.parse import RecordChunk
-from transforms.scrub import pack_extra
+from transforms.scrub import COOKIE_HEADERS, CREDENTIAL_HEADERS, pack_extra, redacted_column
 from transforms.timeparse import EPOCH, US_PER_DAY
 
 IN_MEMORY_COLUMNS = ("_client_ip", "_remote_user")
@@ -88,7 +88,8 @@ def cookie_header_pseudonyms(secret: bytes, header: str) -> str:
 
 
 _SET_COOKIE_ATTRIBUTES = {"path", "domain", "expires", "max-age", "samesite", "priority"}
-_AUTHORIZATION = {"_x_http_authorization", "_x_http_proxy_authorization"}
+_AUTHORIZATION = {"_x_" + v for v in CREDENTIAL_HEADERS}
+_COOKIE_HEADERS = {"_x_" + v for v in COOKIE_HEADERS}
 
 
 def _extras(table: pa.Table, days: np.ndarray, keystore: Keystore) -> pa.Table:
@@ -96,10 +97,10 @@ def _extras(table: pa.Table, days: np.ndarray, keystore: Keystore) -> pa.Table:
     for name in [c for c in table.column_names if c.startswith("_x_")]:
         values = table[name]
         if name in _AUTHORIZATION:
-            new = pc.if_else(pc.is_null(values), pa.scalar(None, pa.string()), pa.scalar("REDACTED"))
+            new = redacted_column(values)
         elif name.startswith("_x_cookie_"):
             new = _keyed(values, days, keystore, cookie_pseudonym)
-        elif name in ("_x_http_cookie", "_x_sent_http_set_cookie"):
+        elif name in _COOKIE_HEADERS:
             new = _keyed(values, days, keystore, cookie_header_pseudonyms)
         else:
             continue

@@ -19,14 +19,12 @@ from schemas import REJECTS
 from transforms.formats import VARIABLES, LogFormat, Variable, quoted_pattern
 from transforms.parse import RecordChunk, _AnyKey
 from transforms.pseudonymize import pseudonymize_ip_tokens
-from transforms.scrub import REDACTED, Scrubber
-
-SENSITIVE = ("remote_user", "ident", "http_authorization", "http_proxy_authorization", "http_cookie",
-             "sent_http_set_cookie")
+from transforms.scrub import REDACTED, Scrubber, carries_credentials
 
 
 def _sensitive(var: str) -> bool:
-    return var in SENSITIVE or var.startswith("cookie_")
+    """A variable whose value is located and redacted in rejected lines: user names, credentials, cookies."""
+    return var in ("remote_user", "ident") or carries_credentials(var)
 
 
 def sensitive_field_regexes(fmt: LogFormat) -> list[tuple[re.Pattern, ...]]:

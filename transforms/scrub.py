@@ -141,9 +141,23 @@ class Scrubber:
 URL_COLUMNS = {"url_path": True, "url_query": True, "referrer": True, "host": True, "user_agent": False,
                "upstream_addr": True,
                "request_id": True}   # JSON logs take it from X-Request-Id, which the client sets
+# Variables that carry credentials or session ids: PseudonymizeClients redacts the first and
+# replaces cookie values with keyed pseudonyms; rejected lines that log them are redacted strictly.
+CREDENTIAL_HEADERS = ("http_authorization", "http_proxy_authorization")
+COOKIE_HEADERS = ("http_cookie", "sent_http_set_cookie")   # and each $cookie_<name>
+
+
+def carries_credentials(var: str) -> bool:
+    return var in CREDENTIAL_HEADERS or var in COOKIE_HEADERS or var.startswith("cookie_")
+
+
 # Extras whose values PseudonymizeClients already replaced.
-_PSEUDONYMIZED_EXTRAS = ("_x_cookie_", "_x_http_cookie", "_x_sent_http_set_cookie", "_x_http_authorization",
-                         "_x_http_proxy_authorization")
+_PSEUDONYMIZED_EXTRAS = tuple("_x_" + v for v in CREDENTIAL_HEADERS + COOKIE_HEADERS + ("cookie_",))
+
+
+def redacted_column(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Every non-null value -> REDACTED."""
+    return pc.if_else(pc.is_null(values), pa.scalar(None, pa.string()), pa.scalar(REDACTED))
 
 
 def pack_extra(table: pa.Table) -> pa.Table:
@@ -182,7 +196,7 @@ def scrub_records(table: pa.Table, scrubber: Scrubber) -> pa.Table:
     for name in table.column_names:
         if name.startswith("_x_") and not name.startswith(_PSEUDONYMIZED_EXTRAS):
             if scrubber.is_secret(name[3:]):   # $http_x_api_key, a JSON "password" key, ...
-                values = pc.if_else(pc.is_null(table[name]), pa.scalar(None, pa.string()), pa.scalar(REDACTED))
+                values = redacted_column(table[name])
             else:
                 values = scrubber.scrub_column(table[name], "user_agent" not in name)
                 if names:
