@@ -108,7 +108,7 @@ from apache_beam.utils.windowed_value import PaneInfoTiming, WindowedValue
 
 from accesslog import warehouse as wh
 from accesslog.errors import AccesslogError
-from accesslog.flags import add_run_arguments
+from accesslog.flags import CHUNK_BYTES, add_run_arguments
 from accesslog.keystore import Keystore
 from accesslog.retention import parse_now
 from pipelines.sessions import UpsertSessions
@@ -179,6 +179,11 @@ class _NewFlagsOnly:
         return self.parser.add_argument(*flags, **kwargs)
 
 
+# Run flags that add_run_arguments declares for StreamingOptions too, but only batch uses.
+_BATCH_ONLY_FLAGS = (("--max-reject-ratio", "max_reject_ratio", 0.5), ("--chunk-bytes", "chunk_bytes", CHUNK_BYTES),
+                     ("--apply-retention", "apply_retention", False))
+
+
 @dataclasses.dataclass
 class StreamingConfig:
     source: str
@@ -215,6 +220,11 @@ class StreamingConfig:
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "StreamingConfig":
         view = options.view_as(StreamingOptions)
+        # Refused rather than ignored.
+        batch_only = [flag for flag, name, default in _BATCH_ONLY_FLAGS if getattr(view, name, default) != default]
+        if batch_only:
+            raise AccesslogError(f"{', '.join(batch_only)}: batch-only (accesslog run); the streaming pipeline "
+                                 "does not use it, remove it")
         values = {f.name: getattr(view, f.name) for f in dataclasses.fields(cls)
                   if getattr(view, f.name, None) is not None}
         values.setdefault("source", None)

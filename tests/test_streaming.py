@@ -349,6 +349,9 @@ def test_general_options():
     assert not config("--source", "files", "--file-pattern", "x").sessions
     c = config("--source", "files", "--file-pattern", "x", "--sessions", "--session-gap-minutes", "20")
     assert (c.sessions, c.session_gap_minutes) == (True, 20)
+    for flag in (["--max-reject-ratio", "0.1"], ["--chunk-bytes", "1000"], ["--apply-retention"]):
+        with pytest.raises(AccesslogError, match=f"{flag[0]}: batch-only"):
+            config("--source", "files", "--file-pattern", "x", *flag)
     with pytest.raises(AccesslogError, match="--early-firing-seconds"):
         config("--source", "files", "--file-pattern", "x", "--early-firing-seconds", "-1")
     with pytest.raises(AccesslogError, match="--session-gap-minutes"):
