@@ -232,6 +232,18 @@ def resolve_formats(config, inputs: list[LogInput]) -> tuple[list[LogInput], dic
     return routed, formats
 
 
+def prepare_outputs(config, now: datetime) -> tuple[Path, Keystore, Scrubber]:
+    """What batch, follow and streaming set up once their flags check out, before reading input:
+    the GeoIP databases open (a bad one fails here, with its path, not in a worker), the warehouse
+    exists and is writable, the keystore (outside it) covers the retention window, the scrubber."""
+    if config.geoip_db:
+        GeoLookup(config.geoip_db, config.geo_detail).close()
+    warehouse = wh.prepare(config.warehouse)
+    keystore = Keystore.from_options(config.keys, config.key_period, outside=warehouse)
+    keystore.check_window(retention_cutoff(now, config.retention_days).date())
+    return warehouse, keystore, Scrubber(parse_secret_params(config.secret_params))
+
+
 @contextlib.contextmanager
 def worker_stderr_silenced(enabled: bool = True):
     """Beam's SDK worker processes inherit fd 2 and log INFO chatter (and, on errors,
@@ -271,12 +283,7 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     else:
         formats = resolve_formats(config, [])[1]
     now = parse_now(config.now)
-    if config.geoip_db:   # a bad database fails now, with the path, not inside a worker
-        GeoLookup(config.geoip_db, config.geo_detail).close()
-    warehouse = wh.prepare(config.warehouse)
-    keystore = Keystore.from_options(config.keys, config.key_period, outside=warehouse)
-    keystore.check_window(retention_cutoff(now, config.retention_days).date())
-    scrubber = Scrubber(parse_secret_params(config.secret_params))
+    warehouse, keystore, scrubber = prepare_outputs(config, now)
     options, redistribute = beam_options(config.beam_args)
     run_id = wh.new_run_id()
     inputs, temp = identify_inputs(config.inputs, str(warehouse))

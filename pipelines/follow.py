@@ -473,9 +473,8 @@ class FollowRun:
     """The follow loop: micro-batch, commit outputs, then the checkpoint."""
 
     def __init__(self, config: FollowConfig, out=sys.stdout):
-        from accesslog.keystore import Keystore
-        from pipelines.batch import resolve_formats
-        from transforms.scrub import Scrubber, parse_secret_params
+        from accesslog.retention import parse_now
+        from pipelines.batch import prepare_outputs, resolve_formats
 
         if not config.paths:
             raise AccesslogError("no input: pass the log files (or quoted globs) to follow")
@@ -484,22 +483,11 @@ class FollowRun:
         if config.retention_days < 0:
             raise AccesslogError("--retention-days must be 0 or more")
         self.config, self.out = config, out
-        self.warehouse = str(wh.prepare(config.warehouse))
         _, self.formats = resolve_formats(config, [])
-        if config.geoip_db:   # a bad database fails now, with the path, not in a micro-batch
-            from transforms.enrich import GeoLookup
-            GeoLookup(config.geoip_db, config.geo_detail).close()
-        self.keystore = Keystore.from_options(config.keys, config.key_period, outside=Path(self.warehouse))
-        self.scrubber = Scrubber(parse_secret_params(config.secret_params))
-        self._check_keys()
+        warehouse, self.keystore, self.scrubber = prepare_outputs(config, parse_now(None))
+        self.warehouse = str(warehouse)
         self.stop = threading.Event()
         self._lock_fd: int | None = None
-
-    def _check_keys(self) -> None:
-        from pipelines.batch import parse_now
-        from transforms.retention import retention_cutoff
-
-        self.keystore.check_window(retention_cutoff(parse_now(None), self.config.retention_days).date())
 
     def _lock(self) -> None:
         folder = follow_dir(self.warehouse)
@@ -519,17 +507,19 @@ class FollowRun:
         """One micro-batch: returns the number of lines committed."""
         import apache_beam as beam
 
-        from pipelines.batch import beam_options, parse_now, worker_stderr_silenced
+        from accesslog.retention import parse_now, retention_cutoff
+        from pipelines.batch import beam_options, worker_stderr_silenced
 
         chunks, advance = follower.poll(self.config.chunk_bytes)
         if not chunks:
             return 0
-        self._check_keys()   # the window moves while following; a shredded key must not be met in a worker
+        now = parse_now(None)
+        # The window moves while following: a shredded key must not be met in a worker.
+        self.keystore.check_window(retention_cutoff(now, self.config.retention_days).date())
         # Make newly seen files durable before their first output: a crash before the first
         # checkpoint followed by a rotation would otherwise leave the rotated copy unknown.
         save_checkpoint(self.warehouse, follower.state)
         run_id = "follow-" + wh.new_run_id()
-        now = parse_now(None)
         options, _ = beam_options(["--runner=FnApiRunner", "--default_sdk_harness_log_level=WARNING"])
         try:
             with worker_stderr_silenced(self.config.quiet_workers), beam.Pipeline(options=options) as p:

@@ -114,12 +114,12 @@ from accesslog.retention import parse_now
 from pipelines.sessions import UpsertSessions
 from schemas import PARTITION_TIME_COLUMN, REJECTS, TABLES
 from transforms.chunks import LogChunk
-from transforms.enrich import Enrich, GeoLookup
+from transforms.enrich import Enrich
 from transforms.parse import ParseAccessLogs, RecordChunk
 from transforms.pseudonymize import PseudonymizeClients
 from transforms.rejects import RedactRejects
 from transforms.retention import EnforceRetention, retention_cutoff
-from transforms.scrub import Scrubber, ScrubUrls, parse_secret_params
+from transforms.scrub import Scrubber, ScrubUrls
 from transforms.sessionize import Sessionize
 from transforms.timeparse import US_PER_DAY, day_label
 from transforms.write import _sorted, conform, plain, split_by_day, write_partition_file
@@ -651,7 +651,7 @@ def build_streaming_pipeline(lines, formats, keystore: Keystore, scrubber: Scrub
 
 def prepare_run(config: StreamingConfig):
     """Check everything that can be checked before starting -> (formats, keystore, scrubber, now, warehouse)."""
-    from pipelines.batch import resolve_formats  # shared with batch
+    from pipelines.batch import prepare_outputs, resolve_formats  # shared with batch
 
     if config.log_format == "auto":
         raise AccesslogError("--log-format auto needs files to sniff; name the format for a stream")
@@ -659,12 +659,7 @@ def prepare_run(config: StreamingConfig):
     if not fmt.is_access:
         raise AccesslogError(f"--log-format {config.log_format}: streaming handles access logs only")
     now = parse_now(config.now)
-    if config.geoip_db:
-        GeoLookup(config.geoip_db, config.geo_detail).close()
-    warehouse = wh.prepare(config.warehouse)
-    keystore = Keystore.from_options(config.keys, config.key_period, outside=warehouse)
-    keystore.check_window(retention_cutoff(now, config.retention_days).date())
-    scrubber = Scrubber(parse_secret_params(config.secret_params))
+    warehouse, keystore, scrubber = prepare_outputs(config, now)
     return fmt, keystore, scrubber, now, str(warehouse)
 
 
