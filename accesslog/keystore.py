@@ -241,14 +241,17 @@ class Keystore:
         holds no records linkable to anyone."""
         if label in self._cache:
             return self._cache[label]
+        return self.existing_keys([label])[label]
+
+    def existing_keys(self, labels: list[str]) -> dict[str, tuple[str, bytes] | None]:
+        """existing_key of many periods, reading the keystore file once."""
         if self.path is None:
-            return self.key(label)
-        entry = self._read()["keys"].get(label)
-        if entry is None:
-            return None
-        result = (entry["id"], base64.b64decode(entry["secret"]))
-        self._cache[label] = result
-        return result
+            return {label: self.key(label) for label in labels}
+        stored = self._read()["keys"]
+        found = {label: (stored[label]["id"], base64.b64decode(stored[label]["secret"]))
+                 for label in labels if label in stored}
+        self._cache.update(found)
+        return {label: found.get(label) for label in labels}
 
     def shredded(self) -> dict[str, str]:
         """label -> shredded_at (ISO) of every shredded period."""
@@ -261,10 +264,11 @@ class Keystore:
         keeping records from `first_day` on (its retention cutoff's UTC day) could meet lines of
         that period and would need its key. Call before starting a run, where the error can
         still be reported cleanly (inside a Beam worker it surfaces as a RuntimeError)."""
-        late = [label for label in self.shredded() if period_bounds(label, self.period)[1] >= first_day]
+        ends = {label: period_bounds(label, self.period)[1] for label in self.shredded()}
+        late = [label for label, end in ends.items() if end >= first_day]
         if late:
-            last = max(late, key=lambda label: period_bounds(label, self.period)[1])
-            end = period_bounds(last, self.period)[1]
+            last = max(late, key=ends.__getitem__)
+            end = ends[last]
             raise AccesslogError(f"key period {last} was shredded but this run keeps records from {first_day} "
                                  f"on: shorten --retention-days so that the window starts after {end}")
 

@@ -118,9 +118,10 @@ def subject_pseudonyms(keystore: Keystore, subject: Subject, labels: list[str]) 
     from transforms.pseudonymize import cryptopan_pseudonyms, ip_pseudonym, user_pseudonym
 
     shredded = keystore.shredded()
+    keys = keystore.existing_keys(labels)
     periods, gone, missing = [], [], []
     for label in labels:
-        key = keystore.existing_key(label)
+        key = keys[label]
         if key is None:
             (gone if label in shredded else missing).append(label)
             continue
