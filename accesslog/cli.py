@@ -11,10 +11,10 @@ import logging
 import os
 import sys
 import warnings
-from datetime import date
 
 from accesslog import __version__
 from accesslog.errors import AccesslogError
+from accesslog.flags import cli_date
 
 DEBUG_ENV = "ACCESSLOG_DEBUG"
 
@@ -30,13 +30,6 @@ def _quiet_beam() -> None:
     if not debug:
         logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module="apache_beam")
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -61,13 +54,10 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _stats_connection(warehouse: str):
     """DuckDB over the warehouse, with the per-day aggregate cache kept in WAREHOUSE/_cache/
     so the next `accesslog stats` starts warm; without it when locked or read-only."""
-    from pathlib import Path
-
     from accesslog.stats import connect
+    from accesslog.warehouse import existing
 
-    cache = Path(warehouse) / "_cache" / "stats.duckdb"
-    if not Path(warehouse).is_dir():
-        return connect(warehouse)   # raises the "warehouse not found" error
+    cache = existing(warehouse) / "_cache" / "stats.duckdb"
     try:
         cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return connect(warehouse, cache_file=str(cache))
@@ -177,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Requests per day, status classes, top paths, unique clients per day, bytes and "
                     "latency percentiles, computed by DuckDB over the Parquet warehouse.")
     stats.add_argument("--warehouse", required=True, help="the folder given to `accesslog run`")
-    stats.add_argument("--from", dest="date_from", type=_iso_date, help="first day (YYYY-MM-DD, UTC)")
-    stats.add_argument("--to", dest="date_to", type=_iso_date, help="last day (YYYY-MM-DD, UTC)")
+    stats.add_argument("--from", dest="date_from", type=cli_date, help="first day (YYYY-MM-DD, UTC)")
+    stats.add_argument("--to", dest="date_to", type=cli_date, help="last day (YYYY-MM-DD, UTC)")
     stats.add_argument("--host", help="only this virtual host")
     stats.add_argument("--path-prefix", help="only requests whose path starts with this (literally)")
     bots = stats.add_mutually_exclusive_group()

@@ -2,7 +2,18 @@
 CLI builds its parser for every command, `accesslog stats` included)."""
 from __future__ import annotations
 
+import argparse
+from datetime import date
+
 CHUNK_BYTES = 8 << 20   # bytes of log per chunk of work (transforms.chunks)
+
+
+def cli_date(text: str) -> date:
+    """argparse type of --from, --to, --before: a YYYY-MM-DD day."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def add_run_arguments(parser) -> None:

@@ -22,7 +22,6 @@ Key material is never printed, logged or written under the warehouse.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import fcntl
 import hashlib
@@ -34,6 +33,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from accesslog.errors import AccesslogError
+from accesslog.flags import cli_date
 from accesslog.warehouse import replacing
 
 FORMAT = "accesslog-keystore/1"
@@ -398,18 +398,11 @@ def register(subparsers) -> None:
                     "`accesslog retention --keys` does this for the retention window.",
         epilog="example: accesslog keys shred --before 2026-10-01 --keys ~/.config/accesslog/keys --dry-run")
     keystore_argument(shred)
-    shred.add_argument("--before", required=True, type=_cli_date, metavar="DATE",
+    shred.add_argument("--before", required=True, type=cli_date, metavar="DATE",
                        help="shred periods whose last day is before this day (YYYY-MM-DD, UTC; at most today)")
     shred.add_argument("--now", default=None, metavar="ISO", help="ISO time taken as now (default: current time)")
     shred.add_argument("--dry-run", action="store_true", help="list the periods that would be shredded")
     shred.set_defaults(func=cmd_keys_shred)
-
-
-def _cli_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def _cli_keystore(args, create: bool = False, period: str | None = None) -> Keystore:

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from accesslog.charts import PALETTE, Bar, bar_chart, esc, line_chart
 from accesslog.errors import AccesslogError
+from accesslog.flags import cli_date
 from accesslog.stats import StatsFilter, connect, usage_stats
 from accesslog.warehouse import replacing
 
@@ -258,8 +259,8 @@ def register(subparsers) -> None:
         epilog="example: accesslog report --warehouse ./warehouse -o report.html --from 2026-11-01 --to 2026-11-30")
     parser.add_argument("--warehouse", required=True, metavar="DIR", help="the folder given to `accesslog run`")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="HTML file to write, or - for stdout")
-    parser.add_argument("--from", dest="date_from", type=_day, metavar="YYYY-MM-DD", help="first day (UTC)")
-    parser.add_argument("--to", dest="date_to", type=_day, metavar="YYYY-MM-DD", help="last day (UTC)")
+    parser.add_argument("--from", dest="date_from", type=cli_date, metavar="YYYY-MM-DD", help="first day (UTC)")
+    parser.add_argument("--to", dest="date_to", type=cli_date, metavar="YYYY-MM-DD", help="last day (UTC)")
     parser.add_argument("--host", help="only this virtual host")
     parser.add_argument("--title", help='page title (default "Usage report")')
     parser.set_defaults(func=cmd_report)
@@ -282,10 +283,3 @@ def write_page(path: Path, page: str) -> None:
         raise AccesslogError(f"folder {path.parent} does not exist: create it or choose another -o path")
     with replacing(path) as temp:
         temp.write_text(page, encoding="utf-8")
-
-
-def _day(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from accesslog.audit import write_audit
 from accesslog.errors import AccesslogError
 from accesslog.keystore import Keystore
-from accesslog.warehouse import TABLE_DIRS
+from accesslog.warehouse import TABLE_DIRS, existing
 
 TRASH_DIR = "_trash"
 
@@ -104,10 +104,7 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
     (labels), dry_run and audit (path, None for a dry run, which changes nothing)."""
     if days < 0:
         raise AccesslogError("--days must be 0 or more")
-    root = Path(warehouse)
-    if not root.is_dir():
-        raise AccesslogError(f"warehouse {warehouse} not found: pass --warehouse pointing at the folder "
-                             "given to `accesslog run`")
+    root = existing(warehouse)
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     cutoff = retention_cutoff(now, days)
     cutoff_day = cutoff.date()

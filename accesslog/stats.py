@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from accesslog import daily_aggregates as daily
 from accesslog.errors import AccesslogError
+from accesslog.warehouse import existing
 
 Format = Literal["table", "json", "csv"]
 FORMATS: tuple[str, ...] = ("table", "json", "csv")
@@ -90,10 +91,7 @@ def connect(warehouse: str | Path, *, threads: int | None = None,
     Raises AccesslogError when the warehouse folder does not exist or the cache file cannot
     be opened (e.g. another process has it open).
     """
-    root = Path(warehouse).expanduser()
-    if not root.is_dir():
-        raise AccesslogError(
-            f"warehouse {warehouse} not found: pass --warehouse pointing at the folder given to `accesslog run`")
+    root = existing(warehouse)
     con = duckdb.connect(":memory:", config={} if threads is None else {"threads": int(threads)})
     try:
         con.execute("SET TimeZone = 'UTC'")

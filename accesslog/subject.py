@@ -51,9 +51,10 @@ import pyarrow.parquet as pq
 import schemas
 from accesslog.audit import write_audit
 from accesslog.errors import AccesslogError
+from accesslog.flags import cli_date
 from accesslog.keystore import PERIODS, Keystore, period_label
 from accesslog.retention import Partition, date_partitions
-from accesslog.warehouse import TABLE_DIRS, fsync_dir
+from accesslog.warehouse import TABLE_DIRS, existing, fsync_dir
 
 # The columns of each table that can identify a person; `ip:<pseudonym>` tokens in the text ones.
 IDENTIFYING_COLUMNS = {"access": ("client_id", "user_id"), "errors": ("client_id", "message"),
@@ -190,7 +191,7 @@ def find_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Subj
                  date_from: date | None = None, date_to: date | None = None) -> SubjectSearch:
     """Find the files holding the subject's rows between date_from and date_to (inclusive, UTC
     days; None: unbounded), reading only the identifying columns of the range's files."""
-    root = _warehouse(warehouse)
+    root = existing(warehouse)
     if date_from is not None and date_to is not None and date_from > date_to:
         raise AccesslogError(f"--from {date_from} is after --to {date_to}: swap them")
     partitions = date_partitions(root, date_from, date_to)
@@ -214,14 +215,6 @@ def _scan_file(partition: Partition, label: str, path: Path, pseudonyms: Pseudon
     mask = subject_mask(partition.table, parquet.read(columns=columns), pseudonyms.of_period(label))
     rows = pc.sum(mask.cast(pa.int64())).as_py() or 0
     return FileMatch(partition.table, partition.day, label, path, rows, parquet.metadata.num_rows) if rows else None
-
-
-def _warehouse(warehouse: str | os.PathLike) -> Path:
-    root = Path(warehouse)
-    if not root.is_dir():
-        raise AccesslogError(f"warehouse {warehouse} not found: pass --warehouse pointing at the folder "
-                             "given to `accesslog run`")
-    return root
 
 
 # -- export ----------------------------------------------------------------------------
@@ -303,7 +296,7 @@ def erase_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Sub
     write an audit entry. Returns the report: key_periods (pseudonyms), rows_erased per table,
     files [{table, date, file, rows_before, rows_erased, action}], audit path. `dry_run`: report
     what would go, change nothing, write no audit."""
-    root = _warehouse(warehouse)
+    root = existing(warehouse)
     if not dry_run:
         _refuse_during_run(root)
     search = find_subject(root, keystore, subject, date_from, date_to)
@@ -491,17 +484,10 @@ def _add_selectors(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ip", default=None, metavar="ADDRESS", help="the person's IP address (IPv4 or IPv6)")
     parser.add_argument("--user", default=None, metavar="NAME",
                         help="the person's user name as logged ($remote_user / %%u)")
-    parser.add_argument("--from", dest="date_from", type=_iso_date, default=None, metavar="DATE",
+    parser.add_argument("--from", dest="date_from", type=cli_date, default=None, metavar="DATE",
                         help="first day to search (YYYY-MM-DD, UTC; default: the oldest partition)")
-    parser.add_argument("--to", dest="date_to", type=_iso_date, default=None, metavar="DATE",
+    parser.add_argument("--to", dest="date_to", type=cli_date, default=None, metavar="DATE",
                         help="last day to search (YYYY-MM-DD, UTC; default: the newest partition)")
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a date: use YYYY-MM-DD") from None
 
 
 def _keystore(args: argparse.Namespace) -> Keystore:

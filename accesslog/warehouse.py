@@ -59,6 +59,15 @@ def prepare(warehouse: str | os.PathLike) -> Path:
     return wh.resolve()
 
 
+def existing(warehouse: str | os.PathLike) -> Path:
+    """The folder of a warehouse that must already exist (stats, subject, retention)."""
+    root = Path(warehouse).expanduser()
+    if not root.is_dir():
+        raise AccesslogError(f"warehouse {warehouse} not found: pass --warehouse pointing at the folder "
+                             "given to `accesslog run`")
+    return root
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Make a rename or link in `folder` durable."""
     fd = os.open(folder, os.O_RDONLY)
