@@ -79,7 +79,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from accesslog.keystore import Keystore
+    from accesslog.keystore import KEYS_ENV, MASTER_ENV, Keystore
     from accesslog.preview import dumps, format_for, preview, throwaway_keystore
     from pipelines.batch import format_options, format_spec, identify_inputs
     from transforms.enrich import GeoLookup
@@ -92,7 +92,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
         for item in resolve.explain():
             print(dumps(item))
         return 0
-    keys = args.keys or os.environ.get("ACCESSLOG_KEYS") or os.environ.get("ACCESSLOG_MASTER_KEY")
+    keys = args.keys or os.environ.get(KEYS_ENV) or os.environ.get(MASTER_ENV)
     if keys:
         keystore = Keystore.from_options(args.keys, args.key_period)
     else:
@@ -101,6 +101,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
               file=sys.stderr)
     inputs, temp = identify_inputs([args.input], None)
     options = format_options(args)
+    scrubber = Scrubber(parse_secret_params(args.secret_params))
+    geo = GeoLookup(args.geoip_db, args.geo_detail) if args.geoip_db else None
     try:
         for log_input in inputs:
             fmt = resolve if spec != "auto" else format_for(log_input, "auto", field_map=args.field_map)
@@ -109,11 +111,12 @@ def cmd_parse(args: argparse.Namespace) -> int:
                 for item in fmt.explain():
                     print(dumps(item))
                 continue
-            for item in preview(log_input, fmt, keystore, Scrubber(parse_secret_params(args.secret_params)),
-                                limit=args.limit, keep_nulls=args.all_columns, ip_mode=args.ip_mode,
-                                geo=GeoLookup(args.geoip_db, args.geo_detail) if args.geoip_db else None):
+            for item in preview(log_input, fmt, keystore, scrubber, limit=args.limit, keep_nulls=args.all_columns,
+                                ip_mode=args.ip_mode, geo=geo):
                 print(dumps(item))
     finally:
+        if geo is not None:
+            geo.close()
         for path in temp:
             os.unlink(path)
     return 0
