@@ -427,10 +427,15 @@ def _insert(con: duckdb.DuckDBPyConnection, schema: str, table: str, sql: str, p
     _execute(con, f"INSERT INTO {schema}.{table} BY NAME SELECT $scope AS scope, * FROM ({sql})", params)
 
 
-def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> duckdb.DuckDBPyConnection:
-    """Execute with the parameters `sql` uses (DuckDB rejects unused named parameters)."""
+def bound_params(sql: str, params: dict) -> dict:
+    """The parameters `sql` uses (DuckDB rejects unused named parameters; a name that is the
+    prefix of another, $date in $date_from, is not taken for it)."""
     used = set(re.findall(r"\$(\w+)", sql))
-    return con.execute(sql, {k: v for k, v in params.items() if k in used})
+    return {k: v for k, v in params.items() if k in used}
+
+
+def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> duckdb.DuckDBPyConnection:
+    return con.execute(sql, bound_params(sql, params))
 
 
 def _touch(con: duckdb.DuckDBPyConnection, schema: str, scope: str) -> None:

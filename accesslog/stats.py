@@ -321,8 +321,7 @@ def _report(con: duckdb.DuckDBPyConnection, flt: StatsFilter, sql: str, **params
 
 
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pa.Table:
-    used = {name: value for name, value in params.items() if f"${name}" in sql}
-    return con.sql(sql, params=used).to_arrow_table()
+    return con.sql(sql, params=daily.bound_params(sql, params)).to_arrow_table()
 
 
 def totals(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
@@ -393,38 +392,37 @@ def referrer_hosts(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilte
     return _report(con, flt, REFERRER_HOSTS_SQL, top_n=top_n)
 
 
-def _audience(con: duckdb.DuckDBPyConnection, flt: StatsFilter, dimension: str, column: str,
-              top_n: int | None) -> pa.Table:
-    sql = AUDIENCE_SQL.replace("SELECT value,", f"SELECT value AS {column},", 1)
+def _audience(con: duckdb.DuckDBPyConnection, flt: StatsFilter, dimension: str, top_n: int | None) -> pa.Table:
+    sql = AUDIENCE_SQL.replace("SELECT value,", f"SELECT value AS {dimension},", 1)
     return _report(con, flt, sql, dimension=dimension, top_n=top_n)
 
 
 def browsers(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *, top_n: int | None = 10) -> pa.Table:
     """Page views by browser family: browser ('(unknown)' when null), visitors, pages; top `top_n` by visitors."""
-    return _audience(con, flt, "browser", "browser", top_n)
+    return _audience(con, flt, "browser", top_n)
 
 
 def operating_systems(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
                       top_n: int | None = 10) -> pa.Table:
     """Page views by operating system: os ('(unknown)' when null), visitors, pages; top `top_n`."""
-    return _audience(con, flt, "os", "os", top_n)
+    return _audience(con, flt, "os", top_n)
 
 
 def devices(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *, top_n: int | None = 10) -> pa.Table:
     """Page views by device type: device ('(unknown)' when null), visitors, pages; top `top_n`."""
-    return _audience(con, flt, "device", "device", top_n)
+    return _audience(con, flt, "device", top_n)
 
 
 def countries(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
               top_n: int | None = 10) -> pa.Table:
     """Page views by GeoIP country: country ('(unknown)' when null), visitors, pages; top `top_n`."""
-    return _audience(con, flt, "country", "country", top_n)
+    return _audience(con, flt, "country", top_n)
 
 
 def languages(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
               top_n: int | None = 10) -> pa.Table:
     """Page views by primary browser language: language ('(unknown)' when null), visitors, pages; top `top_n`."""
-    return _audience(con, flt, "language", "language", top_n)
+    return _audience(con, flt, "language", top_n)
 
 
 def asns(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *, top_n: int | None = 10) -> pa.Table:
