@@ -53,6 +53,11 @@ def write_audit(warehouse: str | os.PathLike, action: str, doc: dict, now: datet
     return path
 
 
+def audit_doc(report: dict) -> dict:
+    """A command's report as its audit entry records it (without what only the caller needs)."""
+    return {k: v for k, v in report.items() if k not in ("dry_run", "audit")}
+
+
 def _link_unique(tmp: Path, folder: Path, stem: str) -> Path:
     """Hard-link `tmp` to <stem>.json, or <stem>-2.json, ... : atomic and never overwriting."""
     for n in range(1, 1000):

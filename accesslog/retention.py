@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from accesslog.audit import write_audit
+from accesslog.audit import audit_doc, write_audit
 from accesslog.errors import AccesslogError
 from accesslog.keystore import Keystore
 from accesslog.warehouse import TABLE_DIRS, existing
@@ -141,8 +141,7 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
     # Data first, then keys: a crash in between leaves keys that the next run shreds.
     if shreddable:
         report["keys_shredded"] = keystore.shred(cutoff_day, now=now)
-    audit = {key: value for key, value in report.items() if key not in ("dry_run", "audit")}
-    report["audit"] = str(write_audit(root, "retention", audit))
+    report["audit"] = str(write_audit(root, "retention", audit_doc(report)))
     return report
 
 

@@ -49,12 +49,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import schemas
-from accesslog.audit import write_audit
+from accesslog.audit import audit_doc, write_audit
 from accesslog.errors import AccesslogError
 from accesslog.flags import cli_date
 from accesslog.keystore import PERIODS, Keystore, period_label
 from accesslog.retention import Partition, date_partitions
-from accesslog.warehouse import TABLE_DIRS, existing, fsync_dir
+from accesslog.warehouse import TABLE_DIRS, existing, fsync_dir, fsync_file
 
 # The columns of each table that can identify a person; `ip:<pseudonym>` tokens in the text ones.
 IDENTIFYING_COLUMNS = {"access": ("client_id", "user_id"), "errors": ("client_id", "message"),
@@ -328,7 +328,7 @@ def erase_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Sub
         report["error"] = type(e).__name__
         _audit_best_effort(root, report)
         raise
-    report["audit"] = str(write_audit(root, "erase", _audit_doc(report)))
+    report["audit"] = str(write_audit(root, "erase", audit_doc(report)))
     return report
 
 
@@ -396,11 +396,7 @@ def _write_like(table: pa.Table, meta: pq.FileMetaData, path: Path, original: os
                 os.chown(tmp, original.st_uid, original.st_gid)
             except PermissionError:
                 pass
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -421,13 +417,9 @@ def _remove_stale_temp_files(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _audit_doc(report: dict) -> dict:
-    return {k: v for k, v in report.items() if k not in ("dry_run", "audit")}
-
-
 def _audit_best_effort(root: Path, report: dict) -> None:
     try:
-        report["audit"] = str(write_audit(root, "erase", _audit_doc(report)))
+        report["audit"] = str(write_audit(root, "erase", audit_doc(report)))
     except Exception:   # the original failure matters more than its record
         pass
 

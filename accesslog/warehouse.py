@@ -68,13 +68,16 @@ def existing(warehouse: str | os.PathLike) -> Path:
     return root
 
 
-def fsync_dir(folder: str | os.PathLike) -> None:
-    """Make a rename or link in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_file(path: str | os.PathLike) -> None:
+    """Make a file's content durable (also a folder's: a rename or link in it)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_file
 
 
 @contextlib.contextmanager
@@ -90,11 +93,7 @@ def replacing(path: str | os.PathLike, durable: bool = False):
     try:
         yield Path(tmp)
         if durable:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
