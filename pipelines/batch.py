@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from accesslog import warehouse as wh
 from accesslog.errors import AccesslogError
 from accesslog.keystore import Keystore
-from accesslog.retention import parse_now
+from accesslog.retention import apply_retention, parse_now
 from pipelines.options import AccessLogOptions
 from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
 from transforms.detect import detect, sample_lines
@@ -300,7 +300,7 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
             os.unlink(path)
         wh.remove_staging(str(warehouse), run_id)
     elapsed = time.perf_counter() - started
-    manifest = wh.write_manifest(str(warehouse), run_id, {
+    doc = {
         "run_id": run_id,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "elapsed_seconds": round(elapsed, 3),
@@ -310,22 +310,18 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         "now": now.isoformat(),
         "key_period": config.key_period,
         "inputs": summaries,
-    })
+    }
+    manifest = wh.write_manifest(str(warehouse), run_id, doc)   # the inputs are committed: say so now
     failed = [s for s in summaries if s["status"] != "committed"]
     if config.sessions:
         from pipelines.sessions import days_written, recompute_sessions
         with worker_stderr_silenced(quiet_workers):
-            written = recompute_sessions(str(warehouse), days_written(summaries), options, run_id,
-                                         config.session_gap_minutes)
-        doc = json.loads(manifest.read_text())
-        doc["sessions"] = written
+            doc["sessions"] = recompute_sessions(str(warehouse), days_written(summaries), options, run_id,
+                                                 config.session_gap_minutes)
         wh.write_manifest(str(warehouse), run_id, doc)
     if config.apply_retention:
-        from accesslog.retention import apply_retention
-        report = apply_retention(str(warehouse), config.retention_days, now, keystore)
-        manifest_doc = json.loads(manifest.read_text())
-        manifest_doc["retention"] = report
-        wh.write_manifest(str(warehouse), run_id, manifest_doc)
+        doc["retention"] = apply_retention(str(warehouse), config.retention_days, now, keystore)
+        wh.write_manifest(str(warehouse), run_id, doc)
     return RunResult(run_id, manifest, summaries, elapsed, failed, keystore.created)
 
 
