@@ -296,6 +296,19 @@ class Follower:
             return False
         return len(head) == t.fp_bytes and _digest(head) == t.fid
 
+    def _open_verified(self, t: Tracked) -> None:
+        """Hold a descriptor on t.path if it is still the file `t` stands for; if the file was
+        replaced between the stat and the open (or cannot be opened), leave it closed: it is
+        read by path this time."""
+        try:
+            t.fd = os.open(t.path, os.O_RDONLY)
+            st = os.fstat(t.fd)
+        except OSError:
+            t.close()
+            return
+        if (st.st_dev, st.st_ino) != (t.dev, t.ino) or not self._fd_matches(t):
+            t.close()
+
     def resolve(self) -> list[Candidate]:
         """Find every identity again and start new ones for new followed files. Returns the candidates."""
         cands = self.candidates()
@@ -304,9 +317,10 @@ class Follower:
         for fid, t in list(self.state.items()):
             if t.fd is not None:
                 if self._fd_matches(t):
+                    t.gz = False
                     c = by_inode.get((t.dev, t.ino))
-                    t.path, t.gz = (c.path, False) if c else (t.path, False)
                     if c:
+                        t.path = c.path
                         claimed.add(c.path)
                     continue
                 t.close()   # truncated or overwritten: look for its copy
@@ -328,14 +342,8 @@ class Follower:
             if not found.gz:
                 t.dev, t.ino = found.dev, found.ino
                 if self.keep_open:
-                    try:
-                        t.fd = os.open(found.path, os.O_RDONLY)
-                        t.last_growth = time.monotonic()
-                        if (os.fstat(t.fd).st_dev, os.fstat(t.fd).st_ino) != (t.dev, t.ino) or \
-                                not self._fd_matches(t):
-                            t.close()   # replaced between stat and open: read by path this time
-                    except OSError:
-                        t.fd = None
+                    t.last_growth = time.monotonic()
+                    self._open_verified(t)
         for c in cands:
             if not c.primary or c.path in claimed or c.size == 0:
                 continue
@@ -349,10 +357,7 @@ class Follower:
                 continue
             t = Tracked(fid, len(head), c.dev, c.ino, source=c.path, path=c.path, gz=c.gz)
             if self.keep_open and not c.gz:
-                with contextlib.suppress(OSError):
-                    t.fd = os.open(c.path, os.O_RDONLY)
-                    if (os.fstat(t.fd).st_dev, os.fstat(t.fd).st_ino) != (c.dev, c.ino) or not self._fd_matches(t):
-                        t.close()
+                self._open_verified(t)
             t.last_growth = time.monotonic()
             self.state[fid] = t
             claimed.add(c.path)
