@@ -8,11 +8,12 @@ is per file, so access and error logs can be mixed in one run.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from accesslog.errors import AccesslogError
 from transforms.chunks import LogChunk, LogInput, open_input
-from transforms.formats import resolve_format
+from transforms.formats import LogFormat, resolve_format
 from transforms.parse import parse_chunk
 
 SAMPLE_LINES = 50
@@ -40,6 +41,12 @@ def sample_lines(log_input: LogInput, n: int = SAMPLE_LINES) -> list[str]:
     return lines
 
 
+@functools.lru_cache(maxsize=None)
+def _candidate(name: str) -> LogFormat:
+    """A preset compiled once (LogFormat is frozen), not once per input file."""
+    return resolve_format(name)
+
+
 def detect(lines: list[str], source: str = "input") -> Detection:
     """The best preset for these lines (a clear error when nothing fits)."""
     from transforms.errorlog import detect_error_log
@@ -56,7 +63,7 @@ def detect(lines: list[str], source: str = "input") -> Detection:
     best_fields = 0
     sample = LogChunk("sample", "sample", 1, ("\n".join(lines) + "\n").encode("utf-8"))
     for name in TEXT_CANDIDATES:
-        fmt = resolve_format(name)
+        fmt = _candidate(name)
         # Typed, not just shaped: `0.010` fits Apache %I's slot textually but is no byte count.
         matched = parse_chunk(fmt, sample)[0].records.num_rows
         if best is None or matched > best.matched or (matched == best.matched and len(fmt.variables) > best_fields):

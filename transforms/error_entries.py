@@ -122,14 +122,31 @@ def _request_lines(table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(text("client_id"), text("method"), target, text("protocol"), " ")
 
 
-def attach_errors(table: pa.Table, keys: list[tuple]) -> pa.Table:
+@dataclasses.dataclass
+class ErrorIndex:
+    """The run's error entries by connection id and by request line, with the key sets for is_in."""
+
+    by_conn: dict
+    by_request: dict
+    conn_keys: pa.Array
+    request_keys: pa.Array
+
+
+def index_errors(keys: list[tuple]) -> ErrorIndex:
+    """error_keys of the run -> ErrorIndex (built once, used for every access chunk)."""
+    by_conn, by_request = defaultdict(list), defaultdict(list)
+    for kind, key, when, level, entry in keys:
+        (by_conn if kind == "conn" else by_request)[key].append((when, level, entry))
+    return ErrorIndex(by_conn, by_request, pa.array(list(by_conn), pa.int64()), pa.array(list(by_request), pa.string()))
+
+
+def attach_errors(table: pa.Table, keys: list[tuple] | ErrorIndex) -> pa.Table:
     """Set error_count / error_level on the access rows that error entries belong to."""
     n = table.num_rows
     if n == 0 or not keys:
         return table
-    by_conn, by_request = defaultdict(list), defaultdict(list)
-    for kind, key, when, level, entry in keys:
-        (by_conn if kind == "conn" else by_request)[key].append((when, level, entry))
+    index = keys if isinstance(keys, ErrorIndex) else index_errors(keys)
+    by_conn, by_request = index.by_conn, index.by_request
     received = pc.cast(table["received_at"], pa.int64()).to_numpy(zero_copy_only=False)
     responded = pc.cast(table["responded_at"], pa.int64()).to_numpy(zero_copy_only=False)
     counts = np.zeros(n, np.int64)
@@ -147,12 +164,12 @@ def attach_errors(table: pa.Table, keys: list[tuple]) -> pa.Table:
 
     if by_conn and "connection_id" in table.column_names:
         conn = table["connection_id"].combine_chunks()
-        hit = pc.fill_null(pc.is_in(conn, pa.array(list(by_conn), pa.int64())), False)
+        hit = pc.fill_null(pc.is_in(conn, index.conn_keys), False)
         rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
         match(rows, conn.take(pa.array(rows)).to_pylist(), by_conn)
     if by_request:
         lines = _request_lines(table)
-        hit = pc.fill_null(pc.is_in(lines, pa.array(list(by_request), pa.string())), False)
+        hit = pc.fill_null(pc.is_in(lines, index.request_keys), False)
         rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
         match(rows, lines.take(pa.array(rows)).to_pylist(), by_request)
     found = counts > 0
@@ -163,9 +180,14 @@ def attach_errors(table: pa.Table, keys: list[tuple]) -> pa.Table:
 
 @beam.typehints.with_output_types(RecordChunk)
 class _AttachErrors(beam.DoFn):
+    def setup(self):
+        self._keys, self._index = None, None
+
     def process(self, chunk, keys):
         if keys:
-            chunk = dataclasses.replace(chunk, records=attach_errors(chunk.records, keys))
+            if keys is not self._keys:   # the side input is the same object for every chunk
+                self._keys, self._index = keys, index_errors(keys)
+            chunk = dataclasses.replace(chunk, records=attach_errors(chunk.records, self._index))
         yield chunk
 
 
