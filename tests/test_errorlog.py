@@ -533,7 +533,10 @@ def test_pseudonymize_errors_redacts_authentication_user_names(tmp_path):
     from transforms.error_entries import pseudonymize_errors
     from transforms.scrub import Scrubber
 
-    table = pa.table({"logged_at": pa.array([datetime(2026, 11, 20, tzinfo=timezone.utc)], pa.timestamp("us", "UTC")),
-                      "message": ['user "jdoe42": password mismatch, client: 192.0.2.7, server: example.com']})
-    [message] = pseudonymize_errors(table, Keystore(tmp_path / "keys.json"), Scrubber())["message"].to_pylist()
-    assert "jdoe42" not in message and "192.0.2.7" not in message and message.startswith('user "REDACTED"')
+    when = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    table = pa.table({"logged_at": pa.array([when, when], pa.timestamp("us", "UTC")),
+                      "message": ['user "jdoe42": password mismatch, client: 192.0.2.7, server: example.com',
+                                  'open() "/var/www/users/jdoe42/x" failed (2: No such file or directory)']})
+    auth, path = pseudonymize_errors(table, Keystore(tmp_path / "keys.json"), Scrubber())["message"].to_pylist()
+    assert "jdoe42" not in auth and "192.0.2.7" not in auth and auth.startswith('user "REDACTED"')
+    assert path == 'open() "/var/www/users/REDACTED/x" failed (2: No such file or directory)'   # the chunk's names

@@ -85,6 +85,8 @@ def test_rejects_table(tmp_path):
 
 @pytest.mark.parametrize("line", [
     'Nov 20 web1 nginx: 203.0.113.77 - jdoe42 [20/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"',
+    # the name found in its field is redacted in the path too
+    'Nov 20 web1 nginx: 203.0.113.77 - jdoe42 [20/Nov/2026:10:00:00 +0000] "GET /users/jdoe42/ HTTP/1.1" 2x0',
     "203.0.113.77 - jdoe42",                                   # cut right after the user
     '203.0.113.77 - jdoe42 [20/Nov/2026:10:00:00 +0000] "GET /broken',
 ])

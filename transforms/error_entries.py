@@ -27,7 +27,7 @@ from accesslog.keystore import Keystore
 from transforms.errorlog import SYSLOG_LEVELS
 from transforms.parse import RecordChunk
 from transforms.pseudonymize import _days, _keyed, ip_pseudonym, pseudonymize_ip_tokens
-from transforms.scrub import REDACTED, Scrubber
+from transforms.scrub import REDACTED, Scrubber, redact_names
 
 # User names in authentication messages: nginx auth_basic ('user "bob": password mismatch',
 # 'user "bob" was not found in "/etc/htpasswd"') and Apache mod_auth_basic ('AH01617: user bob:
@@ -35,9 +35,17 @@ from transforms.scrub import REDACTED, Scrubber
 _AUTH_USER = re.compile(r'(\buser ")((?:[^"\\]|\\.)*)(")|(\buser )([^\s":]+)(:? (?:authentication failure|not found))')
 
 
-def redact_auth_users(message: str) -> str:
-    return _AUTH_USER.sub(lambda m: (m.group(1) + REDACTED + m.group(3)) if m.group(1)
-                          else (m.group(4) + REDACTED + m.group(6)), message)
+def auth_user_names(messages: list[str | None]) -> set[str]:
+    """User names the authentication messages among `messages` name."""
+    return {m.group(2) or m.group(5) for text in messages if text for m in _AUTH_USER.finditer(text)}
+
+
+def redact_auth_users(message: str, names: set[str] | frozenset = frozenset()) -> str:
+    """Authentication messages' user names -> REDACTED, and `names` (the chunk's, from
+    auth_user_names) wherever else they appear as whole words (/var/www/users/<name>/)."""
+    message = _AUTH_USER.sub(lambda m: (m.group(1) + REDACTED + m.group(3)) if m.group(1)
+                             else (m.group(4) + REDACTED + m.group(6)), message)
+    return redact_names(message, names)
 
 
 LEVELS = SYSLOG_LEVELS   # most severe first (syslog order, as nginx and Apache use)
@@ -60,8 +68,9 @@ def pseudonymize_errors(table: pa.Table, keystore: Keystore, scrubber: Scrubber)
         secrets = {int(d): keystore.key_for_day(datetime.fromtimestamp(int(d) * 86400, timezone.utc).date())[1]
                    for d in np.unique(days)}
         messages = table["message"].to_pylist()
+        users = auth_user_names(messages)
         redacted = [None if m is None else
-                    scrubber.scrub(pseudonymize_ip_tokens(redact_auth_users(m), secrets[int(d)]), ips=False)
+                    scrubber.scrub(pseudonymize_ip_tokens(redact_auth_users(m, users), secrets[int(d)]), ips=False)
                     for m, d in zip(messages, days.tolist())]
         table = table.set_column(table.column_names.index("message"), "message", pa.array(redacted, pa.string()))
     for name in ("request", "referrer", "upstream", "host", "server"):

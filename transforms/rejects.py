@@ -19,7 +19,7 @@ from schemas import REJECTS
 from transforms.formats import VARIABLES, LogFormat, Variable, quoted_pattern
 from transforms.parse import RecordChunk, _AnyKey
 from transforms.pseudonymize import pseudonymize_ip_tokens
-from transforms.scrub import REDACTED, Scrubber, carries_credentials
+from transforms.scrub import REDACTED, Scrubber, carries_credentials, redact_names
 
 
 def _sensitive(var: str) -> bool:
@@ -78,29 +78,25 @@ def _redact_json_values(line: str, scrubber: Scrubber, mapped: frozenset) -> str
     return _JSON_PAIR.sub(sub, line)
 
 
-def _redact_names(line: str, names: tuple[str, ...]) -> str:
-    if not names:
-        return line
-    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-    return re.sub(rf"(?<![A-Za-z0-9])(?:{pattern})(?![A-Za-z0-9])", REDACTED, line)
-
-
 def redact_line(line: str, secret: bytes, scrubber: Scrubber, field_res: list[tuple[re.Pattern, ...]],
                 strict: bool = False, json_keys: frozenset | None = None, known_users: tuple[str, ...] = ()) -> str:
     """A rejected raw line, safe to store. `strict` (formats logging cookies or credentials):
     every name=value value is redacted too, in case the line is too broken to locate them.
     `json_keys` (JSON formats): values of personal and secret keys are redacted, these keys
     mapped to $remote_user included. `known_users`: the chunk's user names, redacted anywhere."""
+    found = []
     for patterns in field_res:
         for field_re in patterns:
             m = field_re and (field_re.match(line) if field_re.pattern.startswith("^") else field_re.search(line))
             if m:
                 if m.group(1) not in ("", "-"):
+                    found.append(m.group(1))
                     line = line[:m.start(1)] + REDACTED + line[m.end(1):]
                 break
     if json_keys is not None:
         line = _redact_json_values(line, scrubber, json_keys)
-    line = _redact_names(line, known_users)
+    # A user name found in its field is redacted wherever else the line shows it (/users/<name>/).
+    line = redact_names(line, [*known_users, *found])
     return scrubber.scrub(pseudonymize_ip_tokens(line, secret), all_pairs=strict)
 
 

@@ -173,6 +173,16 @@ def pack_extra(table: pa.Table) -> pa.Table:
     return table.drop_columns(names).append_column("extra", extra)
 
 
+def redact_names(text: str, names) -> str:
+    """`names` (user names) -> REDACTED wherever `text` shows them as whole words; names shorter
+    than 3 characters are left alone (they would hit ordinary words)."""
+    names = sorted({n for n in names if n and len(n) >= 3}, key=len, reverse=True)
+    if not names:
+        return text
+    pattern = "|".join(re.escape(n) for n in names)
+    return re.sub(rf"(?<![A-Za-z0-9])(?:{pattern})(?![A-Za-z0-9])", REDACTED, text)
+
+
 def _known_names(table: pa.Table) -> str | None:
     """RE2 pattern for the chunk's $remote_user values as whole words (fields.known_user_names)."""
     names = known_user_names(table)
