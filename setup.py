@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["accesslog", "accesslog.*", "pipelines", "pipelines.*",
-                                    "transforms", "transforms.*", "schemas", "schemas.*"]),
+                                    "transforms", "transforms.*", "storage", "storage.*", "schemas", "schemas.*"]),
     install_requires=[
         "apache-beam>=2.60,<3",
         "pyarrow>=15,<27",

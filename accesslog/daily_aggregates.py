@@ -45,7 +45,7 @@ import duckdb
 import pyarrow as pa
 
 import schemas
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 
 if TYPE_CHECKING:
     from accesslog.stats import StatsFilter

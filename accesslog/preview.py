@@ -14,8 +14,8 @@ from typing import Iterator
 
 import orjson
 
-from accesslog.keystore import Keystore
 from schemas import TABLES
+from storage.keystore import Keystore
 from transforms.chunks import LogChunk, LogInput, open_input, read_chunks
 from transforms.detect import detect, sample_lines
 from transforms.enrich import GeoLookup, UserAgentParser, enrich_records

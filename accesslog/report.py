@@ -9,18 +9,15 @@ headings, numbers, charts (their labels are SVG text) and tables.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 
 from accesslog.charts import PALETTE, Bar, bar_chart, esc, line_chart
-from accesslog.errors import AccesslogError
-from accesslog.flags import cli_date
 from accesslog.stats import StatsFilter, connect, usage_stats
-from accesslog.warehouse import replacing
+from schemas.errors import AccesslogError
+from storage.warehouse import replacing
 
 # The stats reports the page shows, in the order it needs them.
 REPORT_NAMES = ("totals", "traffic", "status_classes", "error_rate", "latency", "latency_by_path", "top_pages",
@@ -243,38 +240,6 @@ def _bytes(value: int) -> str:
             return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
-
-
-# -- command line ----------------------------------------------------------------------------------
-
-def register(subparsers) -> None:
-    """Add `accesslog report` to the CLI's subparsers (sets func=cmd_report)."""
-    parser = subparsers.add_parser(
-        "report", help="write the usage statistics as one self-contained HTML page with charts",
-        description="Compute the usage statistics (as `accesslog stats`) and write them as a single static "
-                    "HTML file: totals, traffic per day, status mix, latency percentiles, top pages, browsers, "
-                    "devices, countries, referrer hosts, sessions and error-log levels, with charts drawn as "
-                    "inline SVG. The page loads nothing from anywhere (no script, font or image) and can be "
-                    "opened offline or mailed.",
-        epilog="example: accesslog report --warehouse ./warehouse -o report.html --from 2026-11-01 --to 2026-11-30")
-    parser.add_argument("--warehouse", required=True, metavar="DIR", help="the folder given to `accesslog run`")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="HTML file to write, or - for stdout")
-    parser.add_argument("--from", dest="date_from", type=cli_date, metavar="YYYY-MM-DD", help="first day (UTC)")
-    parser.add_argument("--to", dest="date_to", type=cli_date, metavar="YYYY-MM-DD", help="last day (UTC)")
-    parser.add_argument("--host", help="only this virtual host")
-    parser.add_argument("--title", help='page title (default "Usage report")')
-    parser.set_defaults(func=cmd_report)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    page = build_report(args.warehouse, StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host),
-                        args.title)
-    if args.output == "-":
-        sys.stdout.write(page)
-        return 0
-    write_page(Path(args.output), page)
-    print(f"accesslog: wrote {args.output} ({len(page.encode()) // 1024 + 1} KiB)")
-    return 0
 
 
 def write_page(path: Path, page: str) -> None:

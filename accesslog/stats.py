@@ -40,8 +40,8 @@ import orjson
 import pyarrow as pa
 
 from accesslog import daily_aggregates as daily
-from accesslog.errors import AccesslogError
-from accesslog.warehouse import existing
+from schemas.errors import AccesslogError, SettingError
+from storage.warehouse import existing
 
 Format = Literal["table", "json", "csv"]
 FORMATS: tuple[str, ...] = ("table", "json", "csv")
@@ -305,7 +305,8 @@ _refreshed: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("refre
 
 def _check(flt: StatsFilter, top_n: int | None = None) -> None:
     if flt.date_from is not None and flt.date_to is not None and flt.date_from > flt.date_to:
-        raise AccesslogError(f"--from {flt.date_from} is after --to {flt.date_to}: swap them")
+        raise SettingError("{} {first} is after {} {last}: swap them", "date_from", "date_to", first=flt.date_from,
+                           last=flt.date_to)
     if top_n is not None and top_n < 1:
         raise AccesslogError(f"top {top_n}: the number of rows of ranked reports must be at least 1")
 

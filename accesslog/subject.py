@@ -30,12 +30,10 @@ pseudonyms and key periods).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import secrets
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -49,12 +47,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import schemas
-from accesslog.audit import audit_doc, write_audit
-from accesslog.errors import AccesslogError
-from accesslog.flags import cli_date
-from accesslog.keystore import PERIODS, Keystore, period_label
-from accesslog.retention import Partition, date_partitions
-from accesslog.warehouse import TABLE_DIRS, existing, fsync_dir, fsync_file
+from schemas.errors import AccesslogError, SettingError
+from storage.audit import audit_doc, write_audit
+from storage.keystore import Keystore, period_label
+from storage.retention import Partition, date_partitions
+from storage.warehouse import TABLE_DIRS, existing, fsync_dir, fsync_file
+from transforms.fields import normalize_ip
+from transforms.pseudonymize import cryptopan_pseudonyms, ip_pseudonym, user_pseudonym
 
 # The columns of each table that can identify a person; `ip:<pseudonym>` tokens in the text ones.
 IDENTIFYING_COLUMNS = {"access": ("client_id", "user_id"), "errors": ("client_id", "message"),
@@ -73,16 +72,14 @@ class Subject:
     @classmethod
     def parse(cls, ip: str | None, user: str | None) -> "Subject":
         """Validate --ip/--user; error messages never repeat the value."""
-        from transforms.fields import normalize_ip
-
         if not ip and not user:
-            raise AccesslogError("no subject: pass --ip ADDRESS and/or --user NAME")
+            raise SettingError("no subject: pass {} ADDRESS and/or {} NAME", "ip", "user")
         canonical = None
         if ip:
             canonical = normalize_ip(ip)
             if canonical is None:
-                raise AccesslogError("--ip is not an IP address (value not shown): pass an IPv4 or IPv6 "
-                                     "address as the server logged it")
+                raise SettingError("{} is not an IP address (value not shown): pass an IPv4 or IPv6 address "
+                                   "as the server logged it", "ip")
         return cls(canonical, user or None)
 
 
@@ -116,8 +113,6 @@ class Pseudonyms:
 
 def subject_pseudonyms(keystore: Keystore, subject: Subject, labels: list[str]) -> Pseudonyms:
     """Compute the subject's pseudonyms under every period key of `labels` that still exists."""
-    from transforms.pseudonymize import cryptopan_pseudonyms, ip_pseudonym, user_pseudonym
-
     shredded = keystore.shredded()
     keys = keystore.existing_keys(labels)
     periods, gone, missing = [], [], []
@@ -193,7 +188,8 @@ def find_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Subj
     days; None: unbounded), reading only the identifying columns of the range's files."""
     root = existing(warehouse)
     if date_from is not None and date_to is not None and date_from > date_to:
-        raise AccesslogError(f"--from {date_from} is after --to {date_to}: swap them")
+        raise SettingError("{} {first} is after {} {last}: swap them", "date_from", "date_to", first=date_from,
+                           last=date_to)
     partitions = date_partitions(root, date_from, date_to)
     label_of = {p.day: period_label(p.day, keystore.period) for p in partitions}
     pseudonyms = subject_pseudonyms(keystore, subject, sorted(set(label_of.values())))
@@ -422,121 +418,3 @@ def _audit_best_effort(root: Path, report: dict) -> None:
         report["audit"] = str(write_audit(root, "erase", audit_doc(report)))
     except Exception:   # the original failure matters more than its record
         pass
-
-
-# -- CLI ------------------------------------------------------------------------------
-
-
-def register(subparsers) -> None:
-    """Add `accesslog subject export|erase` to the CLI's subparsers (each sets func)."""
-    subject = subparsers.add_parser(
-        "subject", help="data-subject requests: export or erase one person's records",
-        description="Find one person's records (right of access, erasure) by recomputing their pseudonyms "
-                    "from an IP and/or user name under every key period of the requested days whose key still "
-                    "exists, across the access, errors, sessions and rejects tables. Periods whose key was "
-                    "shredded cannot be searched: their records are no longer linkable to anyone. The IP and "
-                    "name are never printed or stored.")
-    actions = subject.add_subparsers(dest="subject_command", required=True, metavar="ACTION")
-
-    export = actions.add_parser(
-        "export", help="print the person's records (JSON lines or CSV)",
-        description="Print every record of the person to stdout, one JSON object per line (or CSV), each with "
-                    "the table and date it comes from. A summary (rows per table, key periods searched, "
-                    "periods that can no longer be searched) goes to stderr, and an audit entry to "
-                    "WAREHOUSE/_audit/<time>-export.json (pseudonyms and counts only).",
-        epilog="example: accesslog subject export --warehouse ./warehouse --keys ~/.config/accesslog/keys "
-               "--ip 203.0.113.7 --from 2026-11-01 --to 2026-11-30 > subject.jsonl")
-    _add_selectors(export)
-    export.add_argument("--format", choices=("json", "csv"), default="json",
-                        help="json: one object per line (default); csv: one header, columns of all tables")
-    export.set_defaults(func=cmd_export)
-
-    erase = actions.add_parser(
-        "erase", help="delete the person's records from the warehouse",
-        description="Rewrite every Parquet file holding the person's records without them (each file is "
-                    "replaced atomically; a file left empty is deleted; other rows are unchanged) and write an "
-                    "audit entry to WAREHOUSE/_audit/<time>-erase.json naming the pseudonyms, key periods and "
-                    "counts. If interrupted, rerun the same command to finish. Records come back if the raw "
-                    "logs holding them are ingested again: erase them there too.",
-        epilog="example: accesslog subject erase --warehouse ./warehouse --keys ~/.config/accesslog/keys "
-               "--ip 203.0.113.7 --dry-run")
-    _add_selectors(erase)
-    erase.add_argument("--dry-run", action="store_true", help="show what would be erased; change nothing")
-    erase.add_argument("--json", action="store_true", help="print the report as JSON")
-    erase.set_defaults(func=cmd_erase)
-
-
-def _add_selectors(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warehouse", required=True, metavar="DIR", help="the folder given to `accesslog run`")
-    parser.add_argument("--keys", default=None, metavar="PATH",
-                        help="the keystore `accesslog run` used (default: $ACCESSLOG_KEYS, or keys derived "
-                             "from $ACCESSLOG_MASTER_KEY)")
-    parser.add_argument("--key-period", dest="key_period", choices=PERIODS, default=None,
-                        help="key period (default: the keystore's own; with $ACCESSLOG_MASTER_KEY: day)")
-    parser.add_argument("--ip", default=None, metavar="ADDRESS", help="the person's IP address (IPv4 or IPv6)")
-    parser.add_argument("--user", default=None, metavar="NAME",
-                        help="the person's user name as logged ($remote_user / %%u)")
-    parser.add_argument("--from", dest="date_from", type=cli_date, default=None, metavar="DATE",
-                        help="first day to search (YYYY-MM-DD, UTC; default: the oldest partition)")
-    parser.add_argument("--to", dest="date_to", type=cli_date, default=None, metavar="DATE",
-                        help="last day to search (YYYY-MM-DD, UTC; default: the newest partition)")
-
-
-def _keystore(args: argparse.Namespace) -> Keystore:
-    return Keystore.from_options(args.keys, args.key_period, outside=Path(args.warehouse), create=False)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    subject = Subject.parse(args.ip, args.user)
-    search = find_subject(args.warehouse, _keystore(args), subject, args.date_from, args.date_to)
-    write_export(search, args.format, sys.stdout)
-    sys.stdout.flush()
-    doc = {"subject": {"by_ip": subject.ip is not None, "by_user": subject.user is not None},
-           "from": args.date_from, "to": args.date_to, "key_periods": search.pseudonyms.periods,
-           "periods_shredded": search.pseudonyms.shredded, "rows": search.rows_per_table(),
-           "files": len(search.matches)}
-    try:
-        audit = write_audit(args.warehouse, "export", doc)
-    except OSError as e:   # a read-only warehouse still answers the request
-        audit = f"not written ({e.strerror})"
-    print(_summary(search, "exported", audit), file=sys.stderr)
-    return 0
-
-
-def cmd_erase(args: argparse.Namespace) -> int:
-    subject = Subject.parse(args.ip, args.user)
-    report = erase_subject(args.warehouse, _keystore(args), subject, args.date_from, args.date_to,
-                           dry_run=args.dry_run)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    verb = "would erase" if args.dry_run else "erased"
-    lines = [f"{f['table']} {f['date']} {f['file']}: {verb} {f['rows_erased']} of {f['rows_before']} rows "
-             f"({f['action']})" for f in report["files"]]
-    total = sum(report["rows_erased"].values())
-    counts = ", ".join(f"{t} {n}" for t, n in report["rows_erased"].items() if n) or "no rows found"
-    lines.append(f"{verb} {total} rows ({counts}) in {len(report['files'])} file(s); "
-                 f"{len(report['key_periods'])} key period(s) searched")
-    if report["periods_shredded"]:
-        lines.append(f"{len(report['periods_shredded'])} period(s) shredded, not searchable: "
-                     f"{_span(report['periods_shredded'])}")
-    if report["audit"]:
-        lines.append(f"audit: {report['audit']}")
-    print("\n".join(lines))
-    return 0
-
-
-def _summary(search: SubjectSearch, verb: str, audit) -> str:
-    counts = ", ".join(f"{t} {n}" for t, n in search.rows_per_table().items() if n) or "no rows found"
-    text = (f"accesslog: {verb} {sum(search.rows_per_table().values())} rows ({counts}); searched "
-            f"{len(search.pseudonyms.periods)} key period(s), {search.partitions_scanned} partition(s), "
-            f"{search.files_scanned} file(s)")
-    if search.pseudonyms.shredded:
-        text += (f"; {len(search.pseudonyms.shredded)} period(s) shredded, their records are unlinkable: "
-                 f"{_span(search.pseudonyms.shredded)}")
-    return text + f"; audit: {audit}"
-
-
-def _span(labels: list[str]) -> str:
-    return labels[0] if len(labels) == 1 else f"{labels[0]} .. {labels[-1]}"
-

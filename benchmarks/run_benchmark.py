@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the accesslog console script (default: next to this interpreter)")
     ap.add_argument("--runner", default="FnApiRunner",
                     help="Beam runner passed to accesslog unless the args after -- name one; '' passes "
-                         "none (DirectRunner would try to download Prism; see DESIGN.md section 4)")
+                         "none (DirectRunner would try to download Prism; see docs/architecture.md)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before a child is killed")
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = ap.parse_args(argv)

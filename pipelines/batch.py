@@ -1,16 +1,14 @@
-"""Batch pipeline: nginx log files -> pseudonymized, retention-bounded Parquet partitions.
+"""Batch pipeline: log files -> pseudonymized, retention-bounded Parquet partitions.
 
     python -m pipelines.batch --input 'logs/access.log*' --warehouse wh --keys ~/.config/accesslog/keys \
         [--runner=FnApiRunner --direct_running_mode=multi_processing --direct_num_workers=2]
 
-`accesslog run` is the same thing with positional inputs. The driver identifies
-the inputs, runs the Beam pipeline, then writes the run manifest and prints the
-per-input summary.
+`accesslog run` is the same thing with positional inputs. The driver identifies the inputs, runs
+the Beam pipeline (ReadLogChunks | IngestChunks | WriteAndCommit), then writes the run manifest and
+returns the per-input summary.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -18,65 +16,57 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timezone
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from accesslog import warehouse as wh
-from accesslog.errors import AccesslogError
-from accesslog.keystore import Keystore
-from accesslog.retention import apply_retention, parse_now
+from pipelines.entry import guarded
+from pipelines.flags import RUN_OPTIONS
+from pipelines.ingest import IngestChunks, WriteAndCommit
 from pipelines.options import AccessLogOptions
+from pipelines.prepare import beam_options, format_options, prepare_outputs, resolve_formats, worker_stderr_silenced
+from pipelines.sessions import days_written, recompute_sessions
+from pipelines.settings import Settings
+from schemas.errors import AccesslogError, SettingError
+from storage import warehouse as wh
+from storage.keystore import Keystore
+from storage.retention import apply_retention
 from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
-from transforms.detect import detect, sample_lines
-from transforms.enrich import Enrich, GeoLookup
-from transforms.error_entries import AttachErrors, PseudonymizeErrors
-from transforms.errorlog import resolve_tz
-from transforms.fields import parse_trusted_proxies
-from transforms.formats import LogFormat, resolve_format
-from transforms.parse import ParseAccessLogs
-from transforms.pseudonymize import PseudonymizeClients
-from transforms.rejects import RedactRejects
-from transforms.retention import EnforceRetention, retention_cutoff
-from transforms.scrub import Scrubber, ScrubUrls, parse_secret_params
-from transforms.write import CommitInputs, WriteParquetPartitions
-
-IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+from transforms.formats import LogFormat
+from transforms.scrub import Scrubber
 
 
 @dataclass
 class RunConfig:
+    """A batch run: the shared settings, the inputs and what only batch does."""
+
+    settings: Settings
     inputs: list[str]
-    warehouse: str
-    log_format: str = "combined"
-    keys: str | None = None
-    key_period: str | None = None
-    retention_days: int = 90
-    now: str | None = None
     max_reject_ratio: float = 0.5
-    secret_params: str | None = None
     chunk_bytes: int = CHUNK_BYTES
-    nginx_conf: str | None = None
-    log_format_name: str | None = None
-    field_map: str | None = None
-    trusted_proxies: str | None = None
-    timezone: str = "UTC"
-    ip_mode: str = "hmac"
-    geoip_db: list[str] | None = None
-    geo_detail: str = "country"
     apply_retention: bool = False
     sessions: bool = False
-    session_gap_minutes: int = 30
+    session_gap_minutes: float = 30
     beam_args: list[str] = field(default_factory=list)
 
+    def __post_init__(self):
+        self.settings.require_warehouse()
+        if not self.inputs:
+            raise AccesslogError("no input: pass log files, globs or - for stdin")
+        if not 0 <= self.max_reject_ratio <= 1:
+            raise SettingError("{} must be between 0 and 1", "max_reject_ratio")
+        if self.chunk_bytes < 1:
+            raise SettingError("{} must be at least 1", "chunk_bytes")
+        if self.session_gap_minutes <= 0:
+            raise SettingError("{} must be positive", "session_gap_minutes")
+
     @classmethod
-    def from_namespace(cls, ns, **given) -> "RunConfig":
-        """From parsed flags (argparse namespace or Beam options view), as declared in add_run_arguments."""
-        values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)
-                  if f.name not in given and getattr(ns, f.name, None) is not None}
-        return cls(**values, **given)
+    def from_namespace(cls, ns, inputs: list[str], beam_args: list[str]) -> "RunConfig":
+        """From parsed options (an argparse namespace or a Beam options view)."""
+        own = {o.dest: getattr(ns, o.dest) for o in RUN_OPTIONS if getattr(ns, o.dest, None) is not None}
+        return cls(Settings.from_namespace(ns), inputs=inputs, beam_args=beam_args, **own)
 
 
 @dataclass
@@ -91,22 +81,6 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def beam_options(beam_args: list[str]) -> tuple[PipelineOptions, bool]:
-    """Beam options with an explicit runner (never the downloading default); and whether
-    chunks should be redistributed across workers."""
-    args = list(beam_args)
-    if not any(a.startswith("--runner") for a in args):
-        args.append("--runner=FnApiRunner")
-    options = PipelineOptions(args)
-    all_options = options.get_all_options()
-    runner = str(all_options.get("runner") or "")
-    # Spreading chunks means shipping their bytes between workers: on a cluster that
-    # is what lets one big file use many machines; on one machine's local workers it
-    # cost more than it gained (measured: 1M lines 10 s vs 3.3 s in-process), so local
-    # multi-process runs spread whole input files instead.
-    return options, runner not in IN_PROCESS_RUNNERS
 
 
 def _spool_stdin() -> str:
@@ -150,155 +124,43 @@ def identify_inputs(patterns: list[str], warehouse: str) -> tuple[list[LogInput]
     return list(unique.values()), temp
 
 
-def build_pipeline(p: beam.Pipeline, inputs: list[LogInput], formats: dict[str, LogFormat], keystore: Keystore,
-                   scrubber: Scrubber, warehouse: str, run_id: str, now: datetime, retention_days: int,
-                   max_reject_ratio: float, chunk_bytes: int = CHUNK_BYTES, redistribute: bool = False,
-                   ip_mode: str = "hmac", geoip_db: list[str] | None = None, geo_detail: str = "country"):
+def build_pipeline(p: beam.Pipeline, config: RunConfig, inputs: list[LogInput], formats: dict[str, LogFormat],
+                   keystore: Keystore, scrubber: Scrubber, warehouse: str, run_id: str, now: datetime,
+                   redistribute: bool = False):
     """Wire the batch pipeline; returns the PCollection of per-input summaries."""
-    chunks = (p
-              | "Inputs" >> beam.Create(inputs)
-              | "ReadLogChunks" >> ReadLogChunks(chunk_bytes, redistribute=redistribute))
-    return process_chunks(chunks, formats, keystore, scrubber, warehouse, run_id, now, retention_days,
-                          max_reject_ratio, ip_mode, geoip_db, geo_detail)
-
-
-def process_chunks(chunks, formats: dict[str, LogFormat], keystore: Keystore, scrubber: Scrubber, warehouse: str,
-                   run_id: str, now: datetime, retention_days: int, max_reject_ratio: float,
-                   ip_mode: str = "hmac", geoip_db: list[str] | None = None, geo_detail: str = "country"):
-    """LogChunks -> committed warehouse files; the per-input summaries. Shared by batch and follow."""
-    cutoff = retention_cutoff(now, retention_days)
-    parsed = chunks | "ParseAccessLogs" >> ParseAccessLogs(formats)
-    # Retention first: expired rows never need a key (their period's key may be shredded).
-    errors = (parsed.errors
-              | "EnforceErrorRetention" >> EnforceRetention(cutoff)
-              | "PseudonymizeErrors" >> PseudonymizeErrors(keystore, scrubber))
-    access = (parsed.records
-              | "EnforceRetention" >> EnforceRetention(cutoff)
-              | "Enrich" >> Enrich(geoip_db, geo_detail)   # needs the raw IP: before pseudonymization
-              | "ScrubUrls" >> ScrubUrls(scrubber)
-              | "PseudonymizeClients" >> PseudonymizeClients(keystore, ip_mode))
-    if any(not f.is_access for f in formats.values()):
-        access = access | "AttachErrors" >> AttachErrors(errors)
-    written_access = access | "WriteAccess" >> WriteParquetPartitions(warehouse, run_id, "access")
-    written_errors = errors | "WriteErrors" >> WriteParquetPartitions(warehouse, run_id, "errors")
-    rejects = (parsed.rejects
-               | "RedactRejects" >> RedactRejects(keystore, scrubber, formats, now)
-               | "WriteRejects" >> WriteParquetPartitions(warehouse, run_id, "rejects"))
-    return ((written_access, written_errors, rejects)
-            | "AllWritten" >> beam.Flatten()
-            | "CommitInputs" >> CommitInputs(warehouse, run_id, max_reject_ratio))
-
-
-def parse_zone(text: str) -> tzinfo:
-    """--timezone: 'UTC', '+0100', '-05:30' or an IANA name -> tzinfo (transforms.errorlog.resolve_tz)."""
-    try:
-        return resolve_tz(text)
-    except AccesslogError:
-        raise AccesslogError(f"--timezone {text!r} is not a zone: use UTC, an offset like +0100, "
-                             "or a name like Europe/Berlin") from None
-
-
-def format_spec(config) -> str:
-    """--log-format, or with --nginx-conf the format named by --log-format-name (any object with
-    those flags: RunConfig, StreamingConfig, parsed CLI arguments)."""
-    return config.log_format_name if config.nginx_conf and config.log_format_name else config.log_format
-
-
-def format_options(config) -> dict:
-    """What every format of a run is given: the zone of times without an offset, trusted proxies."""
-    return {"zone": parse_zone(config.timezone), "trusted_proxies": parse_trusted_proxies(config.trusted_proxies)}
-
-
-def resolve_formats(config, inputs: list[LogInput]) -> tuple[list[LogInput], dict[str, LogFormat]]:
-    """The format of each input: one for all (under the key ""), or sniffed per file with
-    --log-format auto. Raises AccesslogError for a bad format, zone or proxy list."""
-    extra = format_options(config)
-
-    def configured(fmt: LogFormat) -> LogFormat:
-        return dataclasses.replace(fmt, options={**fmt.options, **extra})
-
-    spec = format_spec(config)
-    if spec != "auto":
-        return inputs, {"": configured(resolve_format(spec, config.nginx_conf, config.field_map))}
-    formats: dict[str, LogFormat] = {}
-    routed = []
-    for log_input in inputs:
-        found = detect(sample_lines(log_input), log_input.source)
-        print(f"accesslog: {log_input.source}: detected {found.name} ({found.matched}/{found.sampled} "
-              "sample lines match)", file=sys.stderr)
-        if found.name not in formats:
-            formats[found.name] = configured(resolve_format(found.name, field_map=config.field_map))
-        routed.append(dataclasses.replace(log_input, log_format=found.name))
-    return routed, formats
-
-
-def prepare_outputs(config, now: datetime) -> tuple[Path, Keystore, Scrubber]:
-    """What batch, follow and streaming set up once their flags check out, before reading input:
-    the GeoIP databases open (a bad one fails here, with its path, not in a worker), the warehouse
-    exists and is writable, the keystore (outside it) covers the retention window, the scrubber."""
-    if config.geoip_db:
-        GeoLookup(config.geoip_db, config.geo_detail).close()
-    warehouse = wh.prepare(config.warehouse)
-    keystore = Keystore.from_options(config.keys, config.key_period, outside=warehouse)
-    keystore.check_window(retention_cutoff(now, config.retention_days).date())
-    return warehouse, keystore, Scrubber(parse_secret_params(config.secret_params))
-
-
-@contextlib.contextmanager
-def worker_stderr_silenced(enabled: bool = True):
-    """Beam's SDK worker processes inherit fd 2 and log INFO chatter (and, on errors,
-    element values: personal data) there. Point fd 2 at /dev/null while the pipeline
-    runs; our own messages are printed before or after."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    settings = config.settings
+    return (p
+            | "Inputs" >> beam.Create(inputs)
+            | "ReadLogChunks" >> ReadLogChunks(config.chunk_bytes, redistribute=redistribute)
+            | "IngestChunks" >> IngestChunks(formats, keystore, scrubber, now, settings.retention_days,
+                                             settings.ip_mode, settings.geoip_db, settings.geo_detail)
+            | "WriteAndCommit" >> WriteAndCommit(warehouse, run_id, config.max_reject_ratio))
 
 
 def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     """Run the batch job. Raises AccesslogError for bad configuration before reading any input."""
     started = time.perf_counter()
-    if not config.warehouse:
-        raise AccesslogError("no warehouse: pass --warehouse DIR (created if missing)")
-    if not config.inputs:
-        raise AccesslogError("no input: pass log files, globs or - for stdin")
-    if config.retention_days < 0:
-        raise AccesslogError("--retention-days must be 0 or more")
-    if not 0 <= config.max_reject_ratio <= 1:
-        raise AccesslogError("--max-reject-ratio must be between 0 and 1")
-    # A bad format, zone or proxy list fails before anything is read or created.
-    if format_spec(config) == "auto":
-        formats = None
-        format_options(config)   # the formats themselves are sniffed per input below
-    else:
-        formats = resolve_formats(config, [])[1]
-    now = parse_now(config.now)
-    warehouse, keystore, scrubber = prepare_outputs(config, now)
+    settings = config.settings
+    # A bad format, zone or proxy list fails before anything is read or created
+    # (with "auto" the formats themselves are sniffed per input below).
+    formats = resolve_formats(settings, [])[1] if settings.format_spec != "auto" else None
+    format_options(settings)
+    now = settings.now_at()
+    warehouse, keystore, scrubber = prepare_outputs(settings, now)
     options, redistribute = beam_options(config.beam_args)
     run_id = wh.new_run_id()
-    inputs, temp = identify_inputs(config.inputs, str(warehouse))
+    inputs, temp = identify_inputs(config.inputs, warehouse)
     try:
-        if formats is None:   # --log-format auto: sniffed per input
-            inputs, formats = resolve_formats(config, inputs)
+        if formats is None:
+            inputs, formats = resolve_formats(settings, inputs)
         with worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
-            build_pipeline(p, inputs, formats, keystore, scrubber, str(warehouse), run_id, now,
-                           config.retention_days, config.max_reject_ratio, config.chunk_bytes, redistribute,
-                           config.ip_mode, config.geoip_db, config.geo_detail)
-        summaries = _collect_summaries(str(warehouse), run_id, inputs)
+            build_pipeline(p, config, inputs, formats, keystore, scrubber, warehouse, run_id, now, redistribute)
+        summaries = [{**summary, "fingerprint_bytes": i.fingerprint_bytes, "gzipped": i.gzipped}
+                     for i, summary in zip(inputs, collect_summaries(warehouse, run_id, inputs))]
     finally:
         for path in temp:
             os.unlink(path)
-        wh.remove_staging(str(warehouse), run_id)
+        wh.remove_staging(warehouse, run_id)
     elapsed = time.perf_counter() - started
     doc = {
         "run_id": run_id,
@@ -306,26 +168,28 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         "elapsed_seconds": round(elapsed, 3),
         "log_format": {i.source: (formats[i.log_format].name if formats[i.log_format].name != "custom"
                                   else formats[i.log_format].body) for i in inputs},
-        "retention_days": config.retention_days,
+        "retention_days": settings.retention_days,
         "now": now.isoformat(),
-        "key_period": config.key_period,
+        "key_period": settings.key_period,
         "inputs": summaries,
     }
-    manifest = wh.write_manifest(str(warehouse), run_id, doc)   # the inputs are committed: say so now
+    manifest = wh.write_manifest(warehouse, run_id, doc)   # the inputs are committed: say so now
     failed = [s for s in summaries if s["status"] != "committed"]
     if config.sessions:
-        from pipelines.sessions import days_written, recompute_sessions
         with worker_stderr_silenced(quiet_workers):
-            doc["sessions"] = recompute_sessions(str(warehouse), days_written(summaries), options, run_id,
+            doc["sessions"] = recompute_sessions(warehouse, days_written(summaries), options, run_id,
                                                  config.session_gap_minutes)
-        wh.write_manifest(str(warehouse), run_id, doc)
+        wh.write_manifest(warehouse, run_id, doc)
     if config.apply_retention:
-        doc["retention"] = apply_retention(str(warehouse), config.retention_days, now, keystore)
-        wh.write_manifest(str(warehouse), run_id, doc)
+        doc["retention"] = apply_retention(warehouse, settings.retention_days, now, keystore)
+        wh.write_manifest(warehouse, run_id, doc)
     return RunResult(run_id, manifest, summaries, elapsed, failed, keystore.created)
 
 
-def _collect_summaries(warehouse: str, run_id: str, inputs: list[LogInput]) -> list[dict]:
+def collect_summaries(warehouse: str, run_id: str, inputs) -> list[dict]:
+    """The per-input summaries CommitInputs left in the run's staging folder, in the order of
+    `inputs` (anything with input_id and source: LogInputs, follow's micro-batch spans); an input
+    that produced no chunk (empty) has committed nothing."""
     folder = wh.staging_dir(warehouse, run_id) / "_inputs"
     out = []
     for log_input in inputs:
@@ -336,8 +200,6 @@ def _collect_summaries(warehouse: str, run_id: str, inputs: list[LogInput]) -> l
             summary = {"input_id": log_input.input_id, "read": 0, "parsed": 0, "rejected": 0, "expired": 0,
                        "rows_access": 0, "rows_rejects": 0, "seconds": 0.0, "status": "committed", "files": []}
         summary["source"] = log_input.source
-        summary["fingerprint_bytes"] = log_input.fingerprint_bytes
-        summary["gzipped"] = log_input.gzipped
         out.append(summary)
     return out
 
@@ -369,18 +231,16 @@ def format_summary(result: RunResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = PipelineOptions(argv if argv is not None else sys.argv[1:])
-    opts = options.view_as(AccessLogOptions)
-    # Our flags are registered with Beam (AccessLogOptions), so the whole argv is valid Beam options.
-    beam_args = list(argv if argv is not None else sys.argv[1:])
-    config = RunConfig.from_namespace(opts, inputs=opts.input or [], beam_args=beam_args)
-    try:
-        result = run_batch(config)
-    except AccesslogError as e:
-        print(f"accesslog: error: {e}", file=sys.stderr)
-        return 2
-    print(format_summary(result))
-    return 0 if result.ok else 1
+    """`python -m pipelines.batch`: the options are Beam's (pipelines.options), so the whole argv is
+    valid Beam options and goes to the runner as well."""
+    argv = list(argv if argv is not None else sys.argv[1:])
+
+    def run() -> int:
+        opts = PipelineOptions(argv).view_as(AccessLogOptions)
+        result = run_batch(RunConfig.from_namespace(opts, inputs=opts.input or [], beam_args=argv))
+        print(format_summary(result))
+        return 0 if result.ok else 1
+    return guarded(run)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ from apache_beam.coders import VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import userstate
 
-from accesslog import warehouse as wh
 from schemas import SESSIONS
+from storage import warehouse as wh
 from transforms.parse import RecordChunk
 from transforms.sessionize import Sessionize
 from transforms.write import WriteParquetPartitions, conform, plain, split_by_day

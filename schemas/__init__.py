@@ -1,7 +1,7 @@
 """The record contract: one pyarrow schema per warehouse table.
 
 These schemas are the single source of truth. DuckDB views, docs and tests
-derive from them; column names are public API (see DESIGN.md §1) and may not
+derive from them; column names are public API (docs/architecture.md) and may not
 be renamed. Each field carries a ``description`` in its metadata.
 """
 from __future__ import annotations
@@ -9,6 +9,11 @@ from __future__ import annotations
 import pyarrow as pa
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+# How client_id is made from the IP (the column's description below): a keyed pseudonym, only the
+# network, or a keyed prefix-preserving address. And how much of a GeoIP lookup is kept.
+IP_MODES = ("hmac", "truncate", "cryptopan")
+GEO_DETAILS = ("country", "city")
 
 
 def _field(name: str, type_: pa.DataType, description: str, nullable: bool = True) -> pa.Field:
@@ -88,7 +93,7 @@ ERRORS = pa.schema(
         _field("source_line", pa.int64(), "Lineage: 1-based line number.", nullable=False),
     ],
     metadata={"table": "errors", "description": "Server error log entries (policy 6.3). nginx and Apache "
-              "write local time without a zone: --error-log-tz says which zone that is."},
+              "write local time without a zone: the `timezone` setting (--timezone) says which zone that is."},
 )
 
 SESSIONS = pa.schema(
@@ -128,7 +133,3 @@ TABLES: dict[str, pa.Schema] = {"access": ACCESS, "errors": ERRORS, "sessions": 
 PARTITION_TIME_COLUMN = {"access": "received_at", "errors": "logged_at", "sessions": "session_start",
                          "rejects": None}
 
-
-def describe(schema: pa.Schema) -> list[tuple[str, str, str]]:
-    """(name, type, description) rows for docs and `accesslog schema`."""
-    return [(f.name, str(f.type), (f.metadata or {}).get(b"description", b"").decode()) for f in schema]

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 from transforms.apache_format import APACHE_PRESETS, ApacheFormat, compile_apache, looks_like_apache
 
 

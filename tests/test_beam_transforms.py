@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
-from accesslog.keystore import Keystore
+from storage.keystore import Keystore
 from transforms.chunks import LogChunk, ReadLogChunks, describe_input
 from transforms.formats import resolve_format
 from transforms.parse import ParseAccessLogs

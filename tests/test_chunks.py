@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 from transforms.chunks import describe_input, expand_inputs, fingerprint, read_chunks
 
 CHUNK = 1000

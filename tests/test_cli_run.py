@@ -227,8 +227,23 @@ def test_no_personal_data_in_any_output(tmp_path, log, keys, capsys):
     wh = tmp_path / "wh"
     code, out, err = run_cli(*run_args(log, wh, keys), capsys=capsys)
     assert code == 0
+    # Absences below prove nothing if nothing was written: the run must have written every parseable line.
+    lines = log.read_text().splitlines()
+    expected = [line for line in lines if line not in MALFORMED]
+    assert len(lines) == 303 and len(expected) == 300
+    assert re.search(r"access\.log\s+303\s+300\s+3\s+0\s+300", out)
+    access_files = glob.glob(str(wh / "access" / "date=*" / "*.parquet"))
+    assert access_files
+    written = read_table(wh)
+    assert written.num_rows == len(expected)
+    assert sorted(written["source_line"].to_pylist()) == [n for n, line in enumerate(lines, 1) if line not in MALFORMED]
+    client_ids = written["client_id"].to_pylist()
+    assert all(c is not None and re.fullmatch(r"[0-9a-f]{32}", c) for c in client_ids)
+    assert len(set(client_ids)) >= len(CLIENT_IPS)                 # one pseudonym per client (per key period)
+    assert read_table(wh, "rejects").num_rows == len(lines) - len(expected)
     code2, out2, err2 = run_cli("stats", "--warehouse", str(wh), "--json", capsys=capsys)
     assert code2 == 0
+    assert sum(row["requests"] for row in json.loads(out2)["traffic"]) == len(expected)
     secrets = CLIENT_IPS + USER_NAMES + PASSWORDS + TOKENS + EMAILS + [e.replace("@", "%40") for e in EMAILS]
     texts = {"stdout/stderr": out + err + out2 + err2}
     for path in glob.glob(str(wh / "**" / "*"), recursive=True):
@@ -237,11 +252,13 @@ def test_no_personal_data_in_any_output(tmp_path, log, keys, capsys):
             texts[path] = raw.decode("latin-1")
             if path.endswith(".parquet"):  # compressed pages hide text: scan the decoded values too
                 texts[path + " (decoded)"] = json.dumps(pq.read_table(path).to_pylist(), default=str)
+    assert {f + " (decoded)" for f in access_files} <= set(texts)   # the scan covered the written rows
     for where, text in texts.items():
         for secret in secrets:
             assert secret not in text, f"{secret!r} leaked into {where}"
     keystore_text = Path(keys).read_text()
     secret_material = json.loads(keystore_text)["keys"]
+    assert secret_material and all(entry["secret"] for entry in secret_material.values())
     for entry in secret_material.values():
         for text in texts.values():
             assert entry["secret"] not in text

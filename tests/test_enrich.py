@@ -15,7 +15,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from accesslog.errors import AccesslogError
+from pipelines.entry import flag_name
+from schemas.errors import AccesslogError, SettingError
 from transforms.enrich import Enrich, GeoLookup, UserAgentParser, enrich_records
 from transforms.parse import RecordChunk
 
@@ -165,8 +166,9 @@ def test_invalid_database_is_a_user_error(tmp_path, content, dbs):
 def test_directory_and_bad_detail_are_user_errors(tmp_path, dbs):
     with pytest.raises(AccesslogError, match="directory"):
         GeoLookup([str(tmp_path)])
-    with pytest.raises(AccesslogError, match="geo-detail"):
+    with pytest.raises(SettingError) as err:   # the CLI names the flag: --geo-detail
         GeoLookup([dbs["country"]], "street")
+    assert err.value.settings == ("geo_detail",) and "--geo-detail" in err.value.render(flag_name)
 
 
 def test_enrich_records_needs_the_raw_ip(dbs):

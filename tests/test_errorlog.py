@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pytest
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 from transforms.chunks import LogChunk
 from transforms.errorlog import ERROR_ENTRY_FIELDS, detect_error_log, parse_error_chunk, resolve_tz
 
@@ -529,7 +529,7 @@ def test_pseudonymize_errors_redacts_authentication_user_names(tmp_path):
 
     import pyarrow as pa
 
-    from accesslog.keystore import Keystore
+    from storage.keystore import Keystore
     from transforms.error_entries import pseudonymize_errors
     from transforms.scrub import Scrubber
 

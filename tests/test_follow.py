@@ -19,7 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.follow import Follower, complete_lines, main, micro_batch_input_id, parse_interval, split_chunks
+from accesslog.cli import main as cli
+from pipelines.follow import parse_interval
+from pipelines.tail import Follower, micro_batch_input_id
+from transforms.chunks import split_chunks
+from transforms.lines import complete_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +54,7 @@ def paths_written(warehouse: Path) -> Counter:
 
 
 def follow_once(tmp_path: Path, *paths) -> None:
-    code = main([*map(str, paths), "--warehouse", str(tmp_path / "wh"), "--keys", str(tmp_path / "keys"),
+    code = cli(["follow", *map(str, paths), "--warehouse", str(tmp_path / "wh"), "--keys", str(tmp_path / "keys"),
                  "--once"])
     assert code == 0
 
@@ -92,7 +96,6 @@ def test_appends_in_steps_exactly_once_and_partial_line_waits(tmp_path):
 
 
 def test_same_columns_and_values_as_batch(tmp_path):
-    from accesslog.cli import main as cli_main
 
     log = tmp_path / "access.log"
     append(log, "b", range(1, 4))
@@ -100,7 +103,7 @@ def test_same_columns_and_values_as_batch(tmp_path):
     append(log, "b", range(4, 9))
     follow_once(tmp_path, log)
     batch_wh = tmp_path / "batch"
-    assert cli_main(["run", str(log), "--warehouse", str(batch_wh), "--keys", str(tmp_path / "keys")]) == 0
+    assert cli(["run", str(log), "--warehouse", str(batch_wh), "--keys", str(tmp_path / "keys")]) == 0
 
     def table(warehouse):
         files = sorted((warehouse / "access").glob("date=*/*.parquet"))
@@ -129,11 +132,12 @@ def test_rename_rotation_reads_the_rest_of_the_old_file(tmp_path):
 
 def test_once_drains_a_backlog_larger_than_one_micro_batch(tmp_path):
     from pipelines.follow import FollowConfig, FollowRun
+    from pipelines.settings import Settings
 
     log = tmp_path / "access.log"
     expected = append(log, "m", range(1, 200))
-    run = FollowRun(FollowConfig([str(log)], str(tmp_path / "wh"), keys=str(tmp_path / "keys"), once=True,
-                                 chunk_bytes=2000), out=open(os.devnull, "w"))
+    settings = Settings(warehouse=str(tmp_path / "wh"), keys=str(tmp_path / "keys"))
+    run = FollowRun(FollowConfig(settings, [str(log)], once=True, chunk_bytes=2000), out=open(os.devnull, "w"))
     follower = Follower([str(log)], max_batch_bytes=5000)
     assert run.micro_batch(follower) > 0 and follower.backlog
     while run.micro_batch(follower):
@@ -253,14 +257,14 @@ def test_glob_over_rotated_names_does_not_reingest_copies(tmp_path):
 
 def _start(tmp_path: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "pipelines.follow", str(log), "--warehouse",
+    return subprocess.Popen([sys.executable, "-m", "accesslog", "follow", str(log), "--warehouse",
                              str(tmp_path / "wh"), "--keys", str(tmp_path / "keys"), "--interval", "0.2s"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _run_once(tmp_path: Path, log: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "pipelines.follow", str(log), "--warehouse",
+    done = subprocess.run([sys.executable, "-m", "accesslog", "follow", str(log), "--warehouse",
                            str(tmp_path / "wh"), "--keys", str(tmp_path / "keys"), "--once"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -326,7 +330,7 @@ def test_sigterm_finishes_cleanly_and_running_follower_handles_rotate_gzip(tmp_p
 def test_register_adds_the_follow_subcommand(tmp_path):
     import argparse
 
-    from pipelines.follow import register
+    from accesslog.cli.ingest import register_follow as register
 
     parser = argparse.ArgumentParser(prog="accesslog")
     register(parser.add_subparsers(dest="command"))
@@ -358,6 +362,7 @@ def test_crash_before_the_first_checkpoint_then_rotation_loses_nothing(tmp_path,
         real_save(warehouse, state)
 
     monkeypatch.setattr(follow, "save_checkpoint", crash_after_outputs)
+    monkeypatch.setenv("ACCESSLOG_DEBUG", "1")   # the simulated kill propagates instead of exiting 3
     with pytest.raises(RuntimeError, match="simulated"):
         follow_once(tmp_path, log)
     monkeypatch.setattr(follow, "save_checkpoint", real_save)
@@ -379,7 +384,7 @@ def test_follow_takes_the_format_and_privacy_flags_of_run(tmp_path, capsys):
     log.write_text(f'198.51.100.7 [{stamp}] "GET /a?sid=abc&q=1 HTTP/1.1" 200\n'
                    f'198.51.100.8 [{stamp}] "GET /b HTTP/1.1" 404\n')
     wh = tmp_path / "wh"
-    assert main([str(log), "--warehouse", str(wh), "--keys", str(tmp_path / "keys"), "--once",
+    assert cli(["follow", str(log), "--warehouse", str(wh), "--keys", str(tmp_path / "keys"), "--once",
                  "--nginx-conf", str(conf), "--log-format-name", "tiny", "--ip-mode", "truncate",
                  "--secret-params", "+sid"]) == 0, capsys.readouterr().err
     table = pa.concat_tables(pq.read_table(f) for f in sorted((wh / "access").glob("date=*/*.parquet")))
@@ -388,5 +393,5 @@ def test_follow_takes_the_format_and_privacy_flags_of_run(tmp_path, capsys):
     assert sorted(table["client_network"].to_pylist()) == ["198.51.100.0/24"] * 2
     assert "sid=REDACTED&q=1" in table["url_query"].to_pylist()
     with pytest.raises(SystemExit) as exit_:   # follow writes no sessions: the flag is refused, not ignored
-        main([str(log), "--warehouse", str(wh), "--keys", str(tmp_path / "keys"), "--once", "--sessions"])
+        cli(["follow", str(log), "--warehouse", str(wh), "--keys", str(tmp_path / "keys"), "--once", "--sessions"])
     assert exit_.value.code == 2

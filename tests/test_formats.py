@@ -1,7 +1,7 @@
 """compile_format / resolve_format: nginx log_format bodies -> CSV token plan + line regex."""
 import pytest
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 from transforms.formats import FORMATS, Column, compile_format, resolve_format
 
 COMBINED_LINE = ('203.0.113.7 - alice [10/Oct/2000:13:55:36 -0700] "GET /a?b=1 HTTP/1.1" 200 2326 '

@@ -15,8 +15,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from accesslog.errors import AccesslogError
-from accesslog.keystore import Keystore
+from schemas.errors import AccesslogError
+from storage.keystore import Keystore
 from transforms import cryptopan, pseudonymize
 from transforms.chunks import LogChunk
 from transforms.cryptopan import CryptoPAn, derive_key

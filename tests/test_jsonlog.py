@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 from transforms.chunks import LogChunk
 from transforms.jsonlog import (
     CANONICAL_FIELDS,

@@ -10,9 +10,10 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from accesslog import keystore as keystore_mod
-from accesslog.errors import AccesslogError
-from accesslog.keystore import KEYS_ENV, MASTER_ENV, KeyShreddedError, Keystore, period_bounds
+from accesslog.cli.admin import register_keys
+from pipelines.entry import flag_name
+from schemas.errors import AccesslogError, SettingError
+from storage.keystore import KEYS_ENV, MASTER_ENV, KeyShreddedError, Keystore, period_bounds
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
@@ -32,7 +33,7 @@ def secret_spellings(path) -> list[str]:
 
 def cli(argv, capsys=None):
     parser = argparse.ArgumentParser(prog="accesslog")
-    keystore_mod.register(parser.add_subparsers(dest="command", required=True))
+    register_keys(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["keys", *argv])
     return args.func(args)
 
@@ -129,8 +130,9 @@ def test_cli_rotate_creates_a_keystore_with_its_period(tmp_path, capsys):
 def test_mixing_periods_is_refused(tmp_path):
     path = tmp_path / "keys.json"
     Keystore(path, period="week").key_for_day(date(2026, 11, 20))
-    with pytest.raises(AccesslogError, match="rotates keys per week, not per day: pass --key-period week"):
+    with pytest.raises(SettingError) as err:
         Keystore(path)
+    assert "rotates keys per week, not per day: pass --key-period week" in err.value.render(flag_name)
     with pytest.raises(AccesslogError, match="per week, not per month"):
         cli(["rotate", "--keys", str(path), "--key-period", "month"])
     assert Keystore(path, period=None).period == "week"

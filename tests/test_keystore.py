@@ -8,8 +8,9 @@ from datetime import date
 
 import pytest
 
-from accesslog.errors import AccesslogError
-from accesslog.keystore import KEYS_ENV, MASTER_ENV, Keystore, period_label
+from pipelines.entry import flag_name
+from schemas.errors import AccesslogError, SettingError
+from storage.keystore import KEYS_ENV, MASTER_ENV, Keystore, period_label
 
 MASTER = "m" * 16 + "0123456789abcdef"   # 32 characters
 DAY = date(2026, 11, 20)
@@ -129,8 +130,9 @@ def test_no_path_and_no_env(monkeypatch):
     monkeypatch.delenv(MASTER_ENV, raising=False)
     with pytest.raises(AccesslogError, match="no keystore"):
         Keystore.from_options(None)
-    with pytest.raises(AccesslogError, match="--keys"):
+    with pytest.raises(SettingError) as err:
         Keystore(None)
+    assert "--keys" in err.value.render(flag_name)
 
 
 def test_keys_path_from_env(monkeypatch, tmp_path):

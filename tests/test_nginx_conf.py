@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 from transforms.formats import FORMATS
 from transforms.nginx_conf import NGINX_COMBINED, read_log_format
 

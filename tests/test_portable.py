@@ -1,7 +1,7 @@
 """The batch pipeline on a portable runner: Beam's job service + a separate Python worker pool.
 
 This is the topology of Flink (or Spark) with a Python worker-pool sidecar, without the Java
-job-server jars (unreachable here, DESIGN.md §4):
+job-server jars (docs/architecture.md, Beam runners here):
 
     driver --PortableRunner--> local_job_service_main (port P) --EXTERNAL--> worker_pool_main (port Q)
 
@@ -170,6 +170,7 @@ def _run(config, timeout: float, what: str):
 
 def test_portable_runner_matches_in_process(tmp_path, portable_services):
     from pipelines.batch import RunConfig
+    from pipelines.settings import Settings
 
     job_service, worker_pool = portable_services
     lines = [render(r) for r in sample_requests(300)]
@@ -180,9 +181,8 @@ def test_portable_runner_matches_in_process(tmp_path, portable_services):
 
     def config(warehouse: str, beam_args: list[str]) -> RunConfig:
         # Small chunks: several chunks per input, spread across workers on the portable runner.
-        return RunConfig(inputs=[str(plain), str(gzipped)], warehouse=str(tmp_path / warehouse),
-                         log_format="timed_combined", keys=str(keys), now=NOW, chunk_bytes=8192,
-                         beam_args=beam_args)
+        return RunConfig(Settings(warehouse=str(tmp_path / warehouse), log_format="timed_combined", keys=str(keys),
+                                  now=NOW), inputs=[str(plain), str(gzipped)], chunk_bytes=8192, beam_args=beam_args)
 
     # In-process first: it creates the keystore the portable run's workers then read.
     reference, ref_seconds = _run(config("wh-inprocess", ["--runner=FnApiRunner"]), 60, "FnApiRunner")
@@ -223,12 +223,13 @@ def test_portable_runner_matches_in_process(tmp_path, portable_services):
 def test_portable_runner_relative_paths(tmp_path, portable_services, monkeypatch):
     """`accesslog run access.log --keys keys` from the log's folder, with workers running elsewhere."""
     from pipelines.batch import RunConfig
+    from pipelines.settings import Settings
 
     job_service, worker_pool = portable_services
     write_log(tmp_path / "access.log", [render(r) for r in sample_requests(20)])
     monkeypatch.chdir(tmp_path)
-    result, _ = _run(RunConfig(inputs=["access.log"], warehouse="wh", log_format="timed_combined", keys="keys",
-                               now=NOW, beam_args=[
+    result, _ = _run(RunConfig(Settings(warehouse="wh", log_format="timed_combined", keys="keys", now=NOW),
+                               inputs=["access.log"], beam_args=[
                                    "--runner=PortableRunner", f"--job_endpoint=localhost:{job_service.port}",
                                    "--environment_type=EXTERNAL",
                                    f"--environment_config=localhost:{worker_pool.port}"]),
@@ -243,9 +244,10 @@ def _run_streaming_graph(lines: list[bytes], warehouse: Path, keys: Path, beam_a
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from accesslog.keystore import Keystore
-    from accesslog.retention import parse_now
-    from pipelines.streaming import build_streaming_pipeline
+    from pipelines.settings import Settings
+    from pipelines.streaming import StreamingConfig, build_streaming_pipeline
+    from storage.keystore import Keystore
+    from storage.retention import parse_now
     from transforms.formats import resolve_format
     from transforms.scrub import Scrubber
 
@@ -253,9 +255,11 @@ def _run_streaming_graph(lines: list[bytes], warehouse: Path, keys: Path, beam_a
 
     def run():
         p = beam.Pipeline(options=PipelineOptions(beam_args))
-        build_streaming_pipeline(p | "Lines" >> beam.Create(lines), resolve_format("timed_combined"),
-                                 Keystore(keys), Scrubber(), str(warehouse), parse_now(NOW), 90, "kafka:test",
-                                 window_minutes=5, allowed_lateness_minutes=10, sessions=True)
+        config = StreamingConfig(Settings(warehouse=str(warehouse), retention_days=90), source="kafka",
+                                 bootstrap_servers="k:9092", topic="test", window_minutes=5,
+                                 allowed_lateness_minutes=10, sessions=True)
+        build_streaming_pipeline(p | "Lines" >> beam.Create(lines), config, resolve_format("timed_combined"),
+                                 Keystore(keys), Scrubber(), str(warehouse), parse_now(NOW))
         p.run().wait_until_finish()
 
     return _with_deadline(run, timeout, what)[1]

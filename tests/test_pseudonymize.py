@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from accesslog.keystore import Keystore
+from storage.keystore import Keystore
 from transforms.chunks import LogChunk
 from transforms.formats import resolve_format
 from transforms.parse import parse_chunk

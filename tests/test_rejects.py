@@ -6,8 +6,8 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from accesslog.keystore import Keystore
 from schemas import REJECTS
+from storage.keystore import Keystore
 from transforms.formats import compile_format, resolve_format
 from transforms.parse import RejectChunk
 from transforms.rejects import redact_line, redaction_plan, rejects_table, sensitive_field_regexes

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from accesslog.charts import PALETTE
-from accesslog.errors import AccesslogError
-from accesslog.report import REPORT_NAMES, STATUS_COLOURS, build_report, register
+from accesslog.cli.query import register_report as register
+from accesslog.report import REPORT_NAMES, STATUS_COLOURS, build_report
 from accesslog.stats import StatsFilter, connect, usage_stats
+from schemas.errors import AccesslogError
 from tests.conftest import build_warehouse
 
 EVIL_PATH = "/<script>alert(1)</script>"

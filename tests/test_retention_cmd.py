@@ -8,12 +8,12 @@ from datetime import date, datetime, timedelta, timezone
 import pyarrow.parquet as pq
 import pytest
 
-from accesslog import retention as retention_mod
-from accesslog.errors import AccesslogError
-from accesslog.keystore import MASTER_ENV, KeyShreddedError, Keystore
-from accesslog.retention import apply_retention, date_partitions
+from accesslog.cli.admin import register_retention
 from accesslog.subject import Subject, export_subject
-from accesslog.warehouse import remove_staging
+from schemas.errors import AccesslogError
+from storage.keystore import MASTER_ENV, KeyShreddedError, Keystore
+from storage.retention import apply_retention, date_partitions
+from storage.warehouse import remove_staging
 from tests.test_subject import DAYS, IP_A, RAW_IDENTIFIERS, access_table, at, build, digest, parquet_files, publish
 
 UTC = timezone.utc
@@ -39,7 +39,7 @@ def partition_days(warehouse, table="access"):
 
 def cli(argv):
     parser = argparse.ArgumentParser(prog="accesslog")
-    retention_mod.register(parser.add_subparsers(dest="command", required=True))
+    register_retention(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["retention", *argv])
     return args.func(args)
 
@@ -47,6 +47,8 @@ def cli(argv):
 def test_deletes_partitions_whose_day_ends_before_the_cutoff(built):
     # cutoff 2026-11-19T10:00: Nov 18 is entirely older and goes; Nov 19 holds the cutoff and stays
     now = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    assert partition_days(built.warehouse) == OLD + DAYS            # what there is to remove
+    assert partition_days(built.warehouse, "rejects") == [DAYS[0]]
     report = apply_retention(built.warehouse, 2, now)
     assert report["cutoff"] == "2026-11-19T10:00:00+00:00" and report["cutoff_day"] == "2026-11-19"
     assert partition_days(built.warehouse) == DAYS[1:]
@@ -103,6 +105,7 @@ def test_audit_entry_names_partitions_rows_and_key_periods(built):
 
 def test_dry_run_changes_nothing(built):
     before, keys_before = digest(built.warehouse), built.keystore.path.read_bytes()
+    assert len([f for f in before if f.endswith(".parquet")]) == 11 and keys_before
     report = apply_retention(built.warehouse, 2, datetime(2026, 11, 21, 10, tzinfo=UTC),
                              keystore=built.keystore, dry_run=True)
     assert digest(built.warehouse) == before and built.keystore.path.read_bytes() == keys_before
@@ -122,8 +125,10 @@ def test_leftover_trash_of_an_interrupted_run_is_removed(built):
     leftover = built.warehouse / "_trash" / "retention-x" / "access" / "date=2026-01-01"
     leftover.mkdir(parents=True)
     (leftover / "a.parquet").write_bytes(b"x")
+    assert leftover.is_dir()
     apply_retention(built.warehouse, 400, datetime(2026, 11, 21, tzinfo=UTC))
     assert not (built.warehouse / "_trash").exists()
+    assert partition_days(built.warehouse) == OLD + DAYS             # only the trash went
 
 
 def test_user_errors(built, tmp_path):
@@ -157,14 +162,22 @@ def test_cli_text_json_and_dry_run(built, capsys):
     assert cli(args + ["--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rows_removed"]["rejects"] == 2 and report["audit"]
+    assert report["keys_shredded"] == ["2026-10-01", "2026-10-02", "2026-11-18"]
     assert partition_days(built.warehouse) == DAYS[1:]
 
 
 def test_cli_does_not_shred_from_the_environment_alone(built, monkeypatch, capsys):
     monkeypatch.setenv("ACCESSLOG_KEYS", str(built.keystore.path))
     monkeypatch.delenv(MASTER_ENV, raising=False)
-    cli(["--warehouse", str(built.warehouse), "--days", "2", "--now", "2026-11-21T10:00:00Z"])
+    labels_before = [r["label"] for r in built.keystore.list()]
+    assert labels_before == ["2026-10-01", "2026-10-02", "2026-11-18", "2026-11-19", "2026-11-20"]
+    assert cli(["--warehouse", str(built.warehouse), "--days", "2", "--now", "2026-11-21T10:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "access: removed 3 partition(s), 11 rows (2026-10-01 .. 2026-11-18)" in out and "keys:" not in out
+    assert partition_days(built.warehouse) == DAYS[1:]              # the command did run retention
+    assert [r["label"] for r in built.keystore.list()] == labels_before
     assert all(not r["shredded"] for r in built.keystore.list())
+    Keystore(built.keystore.path).key_for_day(DAYS[0])              # the oldest key still works
 
 
 def rows_at_or_after(warehouse, cutoff) -> set:
@@ -178,13 +191,26 @@ def rows_at_or_after(warehouse, cutoff) -> set:
 
 
 def test_rows_inside_the_window_are_never_removed(built):
+    everything = rows_at_or_after(built.warehouse, datetime(1970, 1, 1, tzinfo=UTC))
+    assert len(everything) == 2 * 2 + 3 * 7
+    newest = at(DAYS[-1], 14)                                       # the last access row built
+    assert rows_at_or_after(built.warehouse, newest) and not rows_at_or_after(built.warehouse, newest + timedelta(seconds=1))
+    removed, checked = 0, 0
     for hours in range(0, 72, 7):
         now = datetime(2026, 11, 19, tzinfo=UTC) + timedelta(hours=hours)
         cutoff = now - timedelta(days=1)
         inside = rows_at_or_after(built.warehouse, cutoff)
-        apply_retention(built.warehouse, 1, now)
+        assert inside or cutoff > newest                            # empty only once the window is past all data
+        checked += bool(inside)
+        report = apply_retention(built.warehouse, 1, now)
+        removed += report["rows_removed"]["access"]
         assert rows_at_or_after(built.warehouse, cutoff) == inside
         assert all(day >= cutoff.date() for day in partition_days(built.warehouse))
+        if inside:
+            assert partition_days(built.warehouse)                  # the partitions holding `inside` remain
+    assert checked == 9                                             # 9 of the 11 steps compare non-empty sets
+    # by the end, every day before the last cutoff's day went: 2 old days + Nov 18 + Nov 19
+    assert removed == len(everything) - len(rows_at_or_after(built.warehouse, datetime(1970, 1, 1, tzinfo=UTC))) == 4 + 14
 
 
 def test_a_damaged_file_does_not_keep_its_partition(built):
@@ -197,7 +223,7 @@ def test_a_damaged_file_does_not_keep_its_partition(built):
 
 
 def test_audit_entries_never_overwrite_each_other(tmp_path):
-    from accesslog.audit import write_audit
+    from storage.audit import write_audit
 
     when = datetime(2026, 11, 21, 3, 15, tzinfo=UTC)
     first = write_audit(tmp_path, "erase", {"n": 1}, now=when)
@@ -206,3 +232,4 @@ def test_audit_entries_never_overwrite_each_other(tmp_path):
     assert [json.loads(p.read_text())["n"] for p in (first, second)] == [1, 2]
     assert (tmp_path / "_audit").stat().st_mode & 0o777 == 0o700
     assert [p.name for p in (tmp_path / "_audit").iterdir() if p.name.startswith(".")] == []   # no temp file left
+    assert sorted(p.name for p in (tmp_path / "_audit").iterdir()) == sorted([first.name, second.name])

@@ -22,8 +22,10 @@ import pytest
 import schemas
 from accesslog import daily_aggregates as daily
 from accesslog import stats
-from accesslog.errors import AccesslogError
+from accesslog.cli import main as cli_main
 from accesslog.stats import DEFAULT_REPORTS, REPORTS, StatsFilter, connect, render, select_reports, usage_stats
+from pipelines.entry import flag_name
+from schemas.errors import AccesslogError, SettingError
 
 UTC = dt.timezone.utc
 DAY1, DAY2 = dt.date(2024, 3, 1), dt.date(2024, 3, 2)
@@ -648,10 +650,14 @@ def test_top_n_below_one_is_a_user_error(warehouse):
         stats.browsers(con, top_n=-1)
 
 
-def test_from_after_to_is_a_user_error(warehouse):
+def test_from_after_to_is_a_user_error(warehouse, capsys):
     con = connect(warehouse)
-    with pytest.raises(AccesslogError, match="--from"):
+    with pytest.raises(SettingError) as err:
         usage_stats(con, StatsFilter(date_from=DAY2, date_to=DAY1))
+    assert err.value.settings == ("date_from", "date_to")
+    # the CLI says it with its own flags
+    assert cli_main(["stats", "--warehouse", str(warehouse), "--from", str(DAY2), "--to", str(DAY1)]) == 2
+    assert f"--from {DAY2} is after --to {DAY1}" in capsys.readouterr().err
     with pytest.raises(AccesslogError, match="swap"):
         stats.top_pages(con, StatsFilter(date_from=DAY2, date_to=DAY1))
 
@@ -684,8 +690,9 @@ def test_empty_warehouse_gives_empty_reports(tmp_path):
 
 def test_missing_warehouse_is_a_user_error(tmp_path):
     missing = tmp_path / "nowhere"
-    with pytest.raises(AccesslogError, match="--warehouse") as err:
+    with pytest.raises(SettingError) as err:
         connect(missing)
+    assert "--warehouse" in err.value.render(flag_name)
     assert str(missing) in str(err.value)
 
 

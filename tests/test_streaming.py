@@ -10,12 +10,16 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing.test_stream import TestStream as BeamTestStream
 from apache_beam.utils.timestamp import Timestamp
 
-from accesslog.errors import AccesslogError
-from accesslog.keystore import Keystore
 from pipelines.batch import RunConfig, run_batch
-from pipelines.streaming import StreamingConfig, build_streaming_pipeline, main, pane_file_name, read_source, source_id
+from pipelines.entry import flag_name
+from pipelines.options import AccessLogOptions
+from pipelines.settings import Settings
+from pipelines.streaming import StreamingConfig, build_streaming_pipeline, main, read_source
+from schemas.errors import AccesslogError, SettingError
+from storage.keystore import Keystore
 from transforms.formats import resolve_format
 from transforms.scrub import Scrubber
+from transforms.windows import pane_file_name, source_id
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -45,9 +49,11 @@ def run_stream(stream, tmp_path, retention_days=90, window_minutes=5, lateness=1
     warehouse.mkdir(parents=True, exist_ok=True)
     keystore = Keystore(tmp_path / "keys.json")
     p = beam.Pipeline(options=options)
-    build_streaming_pipeline(p | stream, resolve_format("combined"), keystore, Scrubber(), str(warehouse), NOW,
-                             retention_days, SOURCE, window_minutes, lateness, sessions=sessions,
-                             rolling_now=rolling, early_firing_seconds=early)
+    config = StreamingConfig(Settings(warehouse=str(warehouse), retention_days=retention_days), source="kafka",
+                             bootstrap_servers="k:9092", topic="nginx", window_minutes=window_minutes,
+                             allowed_lateness_minutes=lateness, sessions=sessions, early_firing_seconds=early)
+    build_streaming_pipeline(p | stream, config, resolve_format("combined"), keystore, Scrubber(), str(warehouse),
+                             NOW, rolling_now=rolling)
     p.run().wait_until_finish()
     return warehouse
 
@@ -214,8 +220,8 @@ def test_windowed_output_equals_batch_output(tmp_path):
     warehouse = run_stream(stream, tmp_path)
     log = tmp_path / "access.log"
     log.write_bytes(b"\n".join(lines) + b"\n")
-    result = run_batch(RunConfig(inputs=[str(log)], warehouse=str(tmp_path / "batch"), log_format="combined",
-                                 keys=str(tmp_path / "keys.json"), now=NOW.isoformat(),
+    result = run_batch(RunConfig(Settings(warehouse=str(tmp_path / "batch"), log_format="combined",
+                                          keys=str(tmp_path / "keys.json"), now=NOW.isoformat()), inputs=[str(log)],
                                  beam_args=["--runner=FnApiRunner"]))
     assert result.ok
     streamed, batched = _rows(warehouse), _rows(tmp_path / "batch")
@@ -277,8 +283,8 @@ def test_streaming_sessions_equal_batch_sessions_and_replay_is_idempotent(tmp_pa
     warehouse = run_stream(stream(), tmp_path, sessions=True)
     log = tmp_path / "access.log"
     log.write_bytes(b"\n".join(lines) + b"\n")
-    result = run_batch(RunConfig(inputs=[str(log)], warehouse=str(tmp_path / "batch"), log_format="combined",
-                                 keys=str(tmp_path / "keys.json"), now=NOW.isoformat(), sessions=True,
+    result = run_batch(RunConfig(Settings(warehouse=str(tmp_path / "batch"), log_format="combined",
+                                          keys=str(tmp_path / "keys.json"), now=NOW.isoformat()), inputs=[str(log)], sessions=True,
                                  beam_args=["--runner=FnApiRunner"]))
     assert result.ok
     streamed = session_rows(warehouse)
@@ -293,14 +299,22 @@ def test_streaming_sessions_equal_batch_sessions_and_replay_is_idempotent(tmp_pa
 
 
 def config(*argv):
-    return StreamingConfig.from_options(PipelineOptions(["--warehouse", "wh", *argv]))
+    return from_options(["--warehouse", "wh", *argv])
+
+
+def from_options(argv):
+    """As `python -m pipelines.streaming` reads its options, and says what is wrong with them."""
+    try:
+        return StreamingConfig.from_namespace(PipelineOptions(argv).view_as(AccessLogOptions))
+    except SettingError as e:
+        raise AccesslogError(e.render(flag_name)) from None
 
 
 def test_kafka_options():
     c = config("--source", "kafka", "--bootstrap-servers", "k:9092", "--topic", "nginx",
                "--consumer-group", "g", "--window-minutes", "1")
     assert (c.bootstrap_servers, c.topic, c.consumer_group, c.window_minutes) == ("k:9092", "nginx", "g", 1)
-    assert (c.allowed_lateness_minutes, c.session_gap_minutes, c.retention_days) == (10, 30, 90)
+    assert (c.allowed_lateness_minutes, c.session_gap_minutes, c.settings.retention_days) == (10, 30, 90)
     assert c.source_name == "kafka:nginx"
     with pytest.raises(AccesslogError, match="--bootstrap-servers and --topic"):
         config("--source", "kafka")
@@ -330,7 +344,7 @@ def test_pubsub_options():
 def test_files_options(tmp_path):
     c = config("--source", "files", "--file-pattern", "/var/log/*.log")
     assert (c.file_pattern, c.source_name) == ("/var/log/*.log", "files:/var/log/*.log")
-    # the source builds (it runs on Flink/Dataflow/Prism, not on BundleBasedDirectRunner: DESIGN §4)
+    # the source builds (it runs on Flink/Dataflow/Prism, not on BundleBasedDirectRunner: docs/architecture.md)
     p = beam.Pipeline(options=PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming"]))
     assert read_source(p, c) is not None
     with pytest.raises(AccesslogError, match="--file-pattern"):
@@ -345,7 +359,7 @@ def test_general_options():
     with pytest.raises(AccesslogError, match="--allowed-lateness-minutes"):
         config("--source", "files", "--file-pattern", "x", "--allowed-lateness-minutes", "-1")
     with pytest.raises(AccesslogError, match="warehouse"):
-        StreamingConfig.from_options(PipelineOptions(["--source", "files", "--file-pattern", "x"]))
+        from_options(["--source", "files", "--file-pattern", "x"])
     assert not config("--source", "files", "--file-pattern", "x").sessions
     c = config("--source", "files", "--file-pattern", "x", "--sessions", "--session-gap-minutes", "20")
     assert (c.sessions, c.session_gap_minutes) == (True, 20)
@@ -439,7 +453,7 @@ def test_expired_reject_file_names_are_keyed(tmp_path):
 
     import pyarrow as pa
 
-    from pipelines.streaming import _digest
+    from transforms.windows import _digest
     table = pa.table({"url_query": ["password=Hunter2Pass"]})
     assert _digest(table, b"k" * 32) != _digest(table)
     assert _digest(table, b"k" * 32) != hashlib.sha256(b"url_query" + repr(["password=Hunter2Pass"]).encode()

@@ -23,10 +23,12 @@ import pytest
 
 import schemas
 from accesslog import subject as subject_mod
-from accesslog.errors import AccesslogError
-from accesslog.keystore import Keystore
+from accesslog.cli.admin import register_subject
 from accesslog.subject import Subject, erase_subject, export_subject, find_subject, write_export
-from accesslog.warehouse import remove_staging
+from pipelines.entry import flag_name
+from schemas.errors import AccesslogError, SettingError
+from storage.keystore import Keystore
+from storage.warehouse import remove_staging
 from transforms.error_entries import pseudonymize_errors
 from transforms.parse import RejectChunk
 from transforms.pseudonymize import ip_pseudonym, pseudonymize_records, user_pseudonym
@@ -182,7 +184,7 @@ def assert_no_raw_identifiers(text: str) -> None:
 def cli(argv: list[str]) -> int:
     """Run `accesslog subject ...` through register(), as cli.py will."""
     parser = argparse.ArgumentParser(prog="accesslog")
-    subject_mod.register(parser.add_subparsers(dest="command", required=True))
+    register_subject(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["subject", *argv])
     return args.func(args)
 
@@ -351,8 +353,9 @@ def test_bad_ip_error_does_not_repeat_it():
     with pytest.raises(AccesslogError) as e:
         Subject.parse("203.0.113.999", None)
     assert "203.0.113" not in str(e.value)
-    with pytest.raises(AccesslogError, match="--ip ADDRESS and/or --user NAME"):
+    with pytest.raises(SettingError) as err:
         Subject.parse(None, "")
+    assert "--ip ADDRESS and/or --user NAME" in err.value.render(flag_name)
     assert IP_A not in repr(Subject.parse(IP_A, USER_A)) and USER_A not in repr(Subject.parse(IP_A, USER_A))
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import NoReturn
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 
 # The stock httpd.conf formats (Debian's apache2.conf for vhost_combined).
 # Debian's own `combined`/`common` use %O instead of %b; pass those as strings.

@@ -1,7 +1,7 @@
 """Reading inputs as chunks of whole lines (plain or gzip), identified by content.
 
 The unit of work is a chunk of ~8 MiB of complete lines from one input
-(DESIGN.md §3). Chunk boundaries depend only on the content: chunk *k* starts at
+(docs/architecture.md, Why chunks). Chunk boundaries depend only on the content: chunk *k* starts at
 the first line that begins at or after byte ``k * CHUNK_BYTES`` of the
 decompressed stream. So the same log, renamed or gzipped after rotation, is cut
 into the same chunks and yields the same output file names, and a growing log
@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import io
 import os
 import threading
 import zlib
@@ -24,12 +25,9 @@ from typing import Iterator
 
 import apache_beam as beam
 
-from accesslog.errors import AccesslogError
-from accesslog.flags import CHUNK_BYTES
+from schemas.errors import AccesslogError
 from transforms.coders import register
-
-FINGERPRINT_BYTES = 64 << 10
-_GZIP_MAGIC = b"\x1f\x8b"
+from transforms.lines import CHUNK_BYTES, FINGERPRINT_BYTES, GZIP_MAGIC
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def open_input(path: str, gzipped: bool):
 
 def is_gzip(path: str) -> bool:
     with open(path, "rb") as f:
-        return f.read(2) == _GZIP_MAGIC
+        return f.read(2) == GZIP_MAGIC
 
 
 def fingerprint(path: str, gzipped: bool, length: int = FINGERPRINT_BYTES) -> tuple[str, int]:
@@ -79,7 +77,23 @@ def fingerprint(path: str, gzipped: bool, length: int = FINGERPRINT_BYTES) -> tu
     except (OSError, EOFError) as e:
         raise AccesslogError(f"cannot read {path}: {e.__class__.__name__}: check the file is a "
                              "readable plain or gzip log") from None
-    return hashlib.sha256(head).hexdigest()[:16], len(head)
+    return content_id(head), len(head)
+
+
+def content_id(head: bytes) -> str:
+    """An input's identity: sha256 of its first bytes, 16 hex digits."""
+    return hashlib.sha256(head).hexdigest()[:16]
+
+
+def read_head(path: str, gzipped: bool, length: int) -> bytes:
+    """Up to `length` (decompressed) bytes from the start of the file; b"" when it cannot be read
+    whole that far (gone, unreadable, or a .gz still being written)."""
+    try:
+        with open_input(path, gzipped) as f:
+            head, error = _read_block(f, length)
+    except _READ_ERRORS:
+        return b""
+    return b"" if error else head
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
@@ -132,39 +146,51 @@ def _read_block(f, length: int) -> tuple[bytes, str]:
 
 
 def read_chunks(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> Iterator[LogChunk]:
-    """Yield the input's chunks in order; the last line may lack a newline.
+    """Yield the input's chunks in order; the last line may lack a newline."""
+    with open_input(log_input.path, log_input.gzipped) as f:
+        yield from chunk_stream(f, log_input.source, log_input.input_id, 1, chunk_bytes, log_input.log_format)
+
+
+def split_chunks(source: str, input_id: str, first_line: int, data: bytes,
+                 chunk_bytes: int = CHUNK_BYTES) -> list[LogChunk]:
+    """Lines already in memory (a follow micro-batch) -> LogChunks cut like a file's."""
+    return list(chunk_stream(io.BytesIO(data), source, input_id, first_line, chunk_bytes))
+
+
+def chunk_stream(f, source: str, input_id: str, first_line: int, chunk_bytes: int = CHUNK_BYTES,
+                 log_format: str = "") -> Iterator[LogChunk]:
+    """A binary stream -> LogChunks of whole lines, numbered from `first_line`. Chunk k ends at the
+    first newline at or after byte k * chunk_bytes, so boundaries depend only on the content.
 
     A stream that breaks off (truncated or corrupt gzip, read error) ends with what was
     read, then one chunk whose `error` says why: it becomes a dead letter, not a crash."""
-    first_line, consumed, carry = 1, 0, b""
+    consumed, carry = 0, b""
     next_boundary = chunk_bytes
-    with open_input(log_input.path, log_input.gzipped) as f:
-        while True:
-            block, error = _read_block(f, chunk_bytes)
-            buf = carry + block
-            if not block or error:
-                if buf:
-                    yield LogChunk(log_input.source, log_input.input_id, first_line, buf, log_input.log_format)
-                    first_line += buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
-                if error:
-                    yield LogChunk(log_input.source, log_input.input_id, first_line, b"", log_input.log_format,
-                                   error=error)
-                return
-            # Emit every chunk whose end boundary lies inside buf: it ends at the
-            # first newline at or after the boundary (in stream coordinates).
-            start = 0
-            while consumed + len(buf) > next_boundary:
-                cut = buf.find(b"\n", max(next_boundary - consumed - 1, start))
-                if cut < 0:
-                    break
-                data = buf[start:cut + 1]
-                yield LogChunk(log_input.source, log_input.input_id, first_line, data, log_input.log_format)
-                first_line += data.count(b"\n")
-                start = cut + 1
-                while next_boundary <= consumed + start:
-                    next_boundary += chunk_bytes
-            consumed += start
-            carry = buf[start:]
+    while True:
+        block, error = _read_block(f, chunk_bytes)
+        buf = carry + block
+        if not block or error:
+            if buf:
+                yield LogChunk(source, input_id, first_line, buf, log_format)
+                first_line += buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+            if error:
+                yield LogChunk(source, input_id, first_line, b"", log_format, error=error)
+            return
+        # Emit every chunk whose end boundary lies inside buf: it ends at the
+        # first newline at or after the boundary (in stream coordinates).
+        start = 0
+        while consumed + len(buf) > next_boundary:
+            cut = buf.find(b"\n", max(next_boundary - consumed - 1, start))
+            if cut < 0:
+                break
+            data = buf[start:cut + 1]
+            yield LogChunk(source, input_id, first_line, data, log_format)
+            first_line += data.count(b"\n")
+            start = cut + 1
+            while next_boundary <= consumed + start:
+                next_boundary += chunk_bytes
+        consumed += start
+        carry = buf[start:]
 
 
 def prefetched(items: Iterator, depth: int = 1) -> Iterator:

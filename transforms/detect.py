@@ -11,9 +11,11 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from accesslog.errors import AccesslogError
+from schemas.errors import SettingError
 from transforms.chunks import LogChunk, LogInput, open_input
+from transforms.errorlog import detect_error_log
 from transforms.formats import LogFormat, resolve_format
+from transforms.jsonlog import looks_like_json
 from transforms.parse import parse_chunk
 
 SAMPLE_LINES = 50
@@ -49,11 +51,9 @@ def _candidate(name: str) -> LogFormat:
 
 def detect(lines: list[str], source: str = "input") -> Detection:
     """The best preset for these lines (a clear error when nothing fits)."""
-    from transforms.errorlog import detect_error_log
-    from transforms.jsonlog import looks_like_json
-
     if not lines:
-        raise AccesslogError(f"cannot detect the format of {source}: it has no lines; pass --log-format")
+        raise SettingError("cannot detect the format of {source}: it has no lines; pass {}", "log_format",
+                           source=source)
     if looks_like_json(lines):
         return Detection("json", len(lines), len(lines))
     kind = detect_error_log(lines)
@@ -69,9 +69,9 @@ def detect(lines: list[str], source: str = "input") -> Detection:
         if best is None or matched > best.matched or (matched == best.matched and len(fmt.variables) > best_fields):
             best, best_fields = Detection(name, matched, len(lines)), len(fmt.variables)
     if best.matched * 2 < len(lines):
-        raise AccesslogError(f"cannot detect the log format of {source} ({best.matched} of {len(lines)} sample "
-                             f"lines match "
-                             f"the closest preset, {best.name}): pass --log-format with your nginx log_format "
-                             "or Apache LogFormat")
+        raise SettingError("cannot detect the log format of {source} ({matched} of {sampled} sample lines match "
+                           "the closest preset, {preset}): pass {} with your nginx log_format or Apache "
+                           "LogFormat", "log_format", source=source, matched=best.matched, sampled=len(lines),
+                           preset=best.name)
     return best
 

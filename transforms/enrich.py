@@ -26,11 +26,11 @@ import maxminddb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from accesslog.errors import AccesslogError
+from schemas import GEO_DETAILS
+from schemas.errors import AccesslogError, SettingError
 from transforms.fields import encoded
 from transforms.parse import RecordChunk
 
-GEO_DETAILS = ("country", "city")
 GEO_TYPES = {"country": pa.string(), "asn": pa.int64(), "as_org": pa.string(), "region": pa.string(),
              "city": pa.string()}
 UA_TYPES = {"browser": pa.string(), "browser_version": pa.string(), "os": pa.string(), "device": pa.string(),
@@ -239,7 +239,7 @@ class GeoLookup:
 
     def __init__(self, paths: list[str], detail: str = "country", cache_size: int = 1 << 18):
         if detail not in GEO_DETAILS:
-            raise AccesslogError(f"--geo-detail must be 'country' or 'city', not {detail!r}")
+            raise SettingError("{} must be 'country' or 'city', not {detail!r}", "geo_detail", detail=detail)
         self.paths, self.detail = list(paths), detail
         self._readers: list[tuple[maxminddb.Reader, bool]] = []
         for path in self.paths:
@@ -247,8 +247,9 @@ class GeoLookup:
                 reader = maxminddb.open_database(path, maxminddb.MODE_AUTO)
             except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
                 self.close()
-                raise AccesslogError(f"GeoIP database {path}: {_reason(path, exc)}; give --geoip-db a MaxMind-format "
-                                     ".mmdb file (GeoLite2/GeoIP2 Country, City or ASN, or DB-IP lite)") from None
+                raise SettingError("GeoIP database {path}: {reason}; give {} a MaxMind-format .mmdb file "
+                                   "(GeoLite2/GeoIP2 Country, City or ASN, or DB-IP lite)", "geoip_db", path=path,
+                                   reason=_reason(path, exc)) from None
             self._readers.append((reader, reader.metadata().ip_version == 6))
         names = list(GEO_TYPES) if detail == "city" else ["country", "asn", "as_org"]
         self.cache = ResultCache({name: GEO_TYPES[name] for name in names}, cache_size)

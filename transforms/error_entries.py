@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from accesslog.keystore import Keystore
+from storage.keystore import Keystore
 from transforms.errorlog import SYSLOG_LEVELS
 from transforms.parse import RecordChunk
 from transforms.pseudonymize import _days, _keyed, ip_pseudonym, pseudonymize_ip_tokens

@@ -64,8 +64,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 from transforms.chunks import LogChunk
+from transforms.lines import text_lines
 from transforms.timeparse import MONTHS
 
 KINDS = ("nginx_error", "apache_error")
@@ -200,7 +201,7 @@ def parse_error_chunk(kind: str, chunk: LogChunk, tz: tzinfo | timedelta | str |
     if kind not in _ENTRY:
         raise ValueError(f"unknown error log kind {kind!r}: expected one of {', '.join(KINDS)}")
     zone = resolve_tz(tz)
-    lines = _split_lines(chunk.data, strip_bom=chunk.first_line == 1)
+    lines = text_lines(chunk.data, strip_bom=chunk.first_line == 1)
     entries, rejects = _group_entries(kind, lines, zone, chunk.first_line)
     parse_entry = _nginx_entry if kind == "nginx_error" else _apache_entry
     rows = [parse_entry(match, lines, first, extra) for first, match, extra, _ in entries]
@@ -214,17 +215,6 @@ def parse_error_chunk(kind: str, chunk: LogChunk, tz: tzinfo | timedelta | str |
 
 
 # -- lines and entries -------------------------------------------------------------------------
-
-
-def _split_lines(data: bytes, strip_bom: bool) -> list[str]:
-    """Physical lines as parse.py counts them (split on LF only), CR of CRLF removed."""
-    text = data.decode("utf-8", "replace")
-    if strip_bom and text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.split("\n")
-    if text.endswith("\n") or not text:
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _group_entries(kind: str, lines: list[str], zone: tzinfo, first_line: int):

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.errors import SettingError
 from transforms.timeparse import parse_times
 
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
@@ -218,15 +219,14 @@ def realip(pair: str, trusted: tuple) -> str:
 
 def parse_trusted_proxies(spec: str | None) -> tuple:
     """'10.0.0.0/8,192.0.2.1' -> ip_network objects; a clear error for a bad entry."""
-    from accesslog.errors import AccesslogError
     networks = []
     for item in (spec or "").split(","):
         if item.strip():
             try:
                 networks.append(ipaddress.ip_network(item.strip(), strict=False))
             except ValueError:
-                raise AccesslogError(f"--trusted-proxies: {item.strip()!r} is not an IP address or CIDR "
-                                     "network (e.g. 10.0.0.0/8,2001:db8::/32)") from None
+                raise SettingError("{}: {item!r} is not an IP address or CIDR network (e.g. "
+                                   "10.0.0.0/8,2001:db8::/32)", "trusted_proxies", item=item.strip()) from None
     return tuple(networks)
 
 

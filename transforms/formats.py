@@ -24,7 +24,10 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
+from transforms.apache_format import APACHE_PRESETS, compile_apache, looks_like_apache
+from transforms.fields import field_target
+from transforms.jsonlog import parse_field_map
 
 # nginx presets: name -> log_format body. `combined` is nginx's built-in format;
 # `main` is the one in the stock nginx.conf; `timed_combined` is the most common
@@ -131,7 +134,6 @@ class LogFormat:
 
     def explain(self) -> list[dict]:
         """The compiled field list, for `accesslog parse --explain`."""
-        from transforms.fields import field_target
         plan = "csv-tokenizer + regex fallback" if self.columns is not None else "regex"
         if not self.line_regex:
             plan = self.kind
@@ -298,15 +300,12 @@ def compile_format(body: str, name: str | None = None) -> LogFormat:
 
 
 def compile_apache_format(spec: str, name: str | None = None) -> LogFormat:
-    from transforms.apache_format import compile_apache
-
     compiled = compile_apache(spec)
     return compile_segments(list(compiled.segments), name or "custom", spec, "apache", compiled.escape,
                             compiled.time_format, compiled.time_role)
 
 
 def preset_names() -> list[str]:
-    from transforms.apache_format import APACHE_PRESETS
     apache = {f"apache_{name}" for name in APACHE_PRESETS}
     return sorted(set(FORMATS) | set(APACHE_PRESETS) | apache | set(SPECIAL_KINDS) | {"auto"})
 
@@ -332,13 +331,11 @@ def resolve_format(spec: str, nginx_conf: str | None = None, field_map: str | No
     if spec in SPECIAL_KINDS:
         options = {}
         if spec == "json":
-            from transforms.jsonlog import parse_field_map
             options["field_map"] = parse_field_map(field_map) if field_map else None
         # orjson has already decoded JSON escapes; error-log values are written raw.
         return LogFormat(name=spec, body=spec, kind=spec, escape="none", options=options)
     if "$" in spec:
         return compile_format(spec)
-    from transforms.apache_format import APACHE_PRESETS, looks_like_apache
     if spec.startswith("apache_") and spec[7:] in APACHE_PRESETS:   # apache_combined: Apache's own
         return compile_apache_format(APACHE_PRESETS[spec[7:]], name=spec)
     if spec in APACHE_PRESETS:

@@ -42,7 +42,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from accesslog.errors import AccesslogError
+from schemas.errors import SettingError
 from transforms.chunks import LogChunk
 from transforms.timeparse import PARSERS
 
@@ -129,11 +129,12 @@ def parse_field_map(spec: str) -> dict[str, str]:
         key, sep, column = item.rpartition("=")
         key, column = key.strip(), column.strip()
         if not sep or not key:
-            raise AccesslogError(f"--field-map entry {item.strip()!r} is not key=column: "
-                                 "write e.g. --field-map req.path=request_uri,latency_ms=request_time")
+            raise SettingError("{} entry {item!r} is not key=column: write e.g. {} "
+                               "req.path=request_uri,latency_ms=request_time", "field_map", "field_map",
+                               item=item.strip())
         if column not in CANONICAL_FIELDS:
-            raise AccesslogError(f"--field-map column {column!r} is unknown: use one of "
-                                 + ", ".join(CANONICAL_FIELDS))
+            raise SettingError("{} column {column!r} is unknown: use one of {known}", "field_map", column=column,
+                               known=", ".join(CANONICAL_FIELDS))
         mapping[key] = column
     return mapping
 

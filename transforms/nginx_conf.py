@@ -14,7 +14,7 @@ import glob
 import os
 from dataclasses import dataclass
 
-from accesslog.errors import AccesslogError
+from schemas.errors import AccesslogError
 from transforms.formats import COMBINED
 
 # nginx's built-in format (ngx_http_log_module docs); it needs no log_format line.

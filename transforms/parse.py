@@ -23,8 +23,11 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.chunks import LogChunk
 from transforms.coders import register
+from transforms.errorlog import parse_error_chunk
 from transforms.fields import FieldOptions, build_records, known_user_names
 from transforms.formats import LogFormat
+from transforms.jsonlog import parse_json_chunk
+from transforms.lines import text_lines
 
 
 @dataclass
@@ -286,18 +289,11 @@ def finish_chunk(fmt: LogFormat, tok: Tokenized) -> tuple[RecordChunk, RejectChu
     return result, _rejects(chunk, reject_rows, reject_reasons, tok.line, records)
 
 
-def _lines_of(chunk: LogChunk) -> list[str]:
-    data = chunk.data.decode("utf-8", "replace").replace("\r\n", "\n")
-    lines = data.split("\n")
-    return lines[:-1] if data.endswith("\n") else lines
-
-
 def parse_json(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
     """JSON-lines access logs (orjson) -> the same records as text formats."""
-    from transforms.jsonlog import parse_json_chunk
     started = time.perf_counter()
     fields, rows, rejects, extra = parse_json_chunk(chunk, fmt.options.get("field_map"))
-    lines = _lines_of(chunk)
+    lines = text_lines(chunk.data)
     reject_rows = [i for i, _ in rejects]
     reject_reasons = [r for _, r in rejects]
     # Unmapped keys travel as "extra:<key>" so they can never be taken for a variable.
@@ -311,10 +307,9 @@ def parse_json(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChun
 
 def parse_error_log(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
     """nginx / Apache error logs -> `errors` records (multi-line entries folded)."""
-    from transforms.errorlog import parse_error_chunk
     started = time.perf_counter()
     columns, rejects = parse_error_chunk(fmt.kind, chunk, tz=fmt.options.get("zone", timezone.utc))
-    lines = _lines_of(chunk)
+    lines = text_lines(chunk.data)
     n = len(columns["source_line"]) if "source_line" in columns else 0
     consumed = int(pc.sum(columns["lines"]).as_py() or 0) if n and "lines" in columns else n
     columns = {k: v for k, v in columns.items() if k != "lines"}

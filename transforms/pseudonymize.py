@@ -30,8 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from accesslog.errors import AccesslogError
-from accesslog.keystore import Keystore
+from schemas import IP_MODES
+from schemas.errors import SettingError
+from storage.keystore import Keystore
 from transforms import cryptopan
 from transforms.fields import encoded, map_unique, normalize_ip, pack_ip, with_dictionary
 from transforms.parse import RecordChunk
@@ -39,12 +40,12 @@ from transforms.scrub import COOKIE_HEADERS, CREDENTIAL_HEADERS, pack_extra, red
 from transforms.timeparse import EPOCH, US_PER_DAY
 
 IN_MEMORY_COLUMNS = ("_client_ip", "_remote_user")
-IP_MODES = ("hmac", "truncate", "cryptopan")
 
 
 def check_ip_mode(ip_mode: str) -> str:
     if ip_mode not in IP_MODES:
-        raise AccesslogError(f"unknown --ip-mode {ip_mode!r}: use one of {', '.join(IP_MODES)}")
+        raise SettingError("unknown {} {mode!r}: use one of {modes}", "ip_mode", mode=ip_mode,
+                           modes=", ".join(IP_MODES))
     return ip_mode
 
 

@@ -1,6 +1,6 @@
 """RedactRejects: raw rejected lines -> `rejects` rows that are safe to store.
 
-Rejects are personal data too (DESIGN.md §1): every IP-looking token becomes
+Rejects are personal data too (docs/architecture.md): every IP-looking token becomes
 `ip:<pseudonym>` under the key of the chunk's day (so a data-subject export can
 find it), the user-name field is redacted when the line still shows it, and
 secrets and e-mail addresses are scrubbed like URLs.
@@ -14,8 +14,8 @@ from typing import NamedTuple
 import apache_beam as beam
 import pyarrow as pa
 
-from accesslog.keystore import KeyShreddedError, Keystore
 from schemas import REJECTS
+from storage.keystore import KeyShreddedError, Keystore
 from transforms.formats import VARIABLES, LogFormat, Variable, quoted_pattern
 from transforms.parse import RecordChunk, _AnyKey
 from transforms.pseudonymize import pseudonymize_ip_tokens

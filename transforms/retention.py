@@ -13,8 +13,8 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from accesslog.retention import retention_cutoff  # noqa: F401 (one definition; re-exported)
 from schemas import PARTITION_TIME_COLUMN
+from storage.retention import retention_cutoff  # noqa: F401 (one definition; re-exported)
 from transforms.parse import RecordChunk
 
 

@@ -2,7 +2,7 @@
 
 `datetime.strptime` costs ~5 µs a call; a log has at most one distinct
 `$time_local` per second, so we dictionary-encode the column, parse the uniques
-by hand and `take` the results back (DESIGN.md §3).
+by hand and `take` the results back (docs/architecture.md, Why chunks).
 """
 from __future__ import annotations
 

@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.utils.windowed_value import WindowedValue
 
-from accesslog import warehouse as wh
 from schemas import PARTITION_TIME_COLUMN, TABLES
+from storage import warehouse as wh
 from transforms.coders import register
 from transforms.timeparse import US_PER_DAY, day_label
 
@@ -119,7 +119,8 @@ def write_partition_file(part: pa.Table, table_name: str, path) -> None:
                    sorting_columns=[pq.SortingColumn(schema.get_field_index(time_column or "source_line"))])
 
 
-def _sorted(table: pa.Table, time_column: str | None) -> pa.Table:
+def sort_by_time(table: pa.Table, time_column: str | None) -> pa.Table:
+    """Rows in order of `time_column` (None: source_line), stable; the table itself if already so."""
     key = time_column or "source_line"
     values = pc.cast(table.column(key), pa.int64()).to_numpy(zero_copy_only=False)
     if len(values) < 2 or bool(np.all(values[1:] >= values[:-1])):
@@ -127,17 +128,34 @@ def _sorted(table: pa.Table, time_column: str | None) -> pa.Table:
     return table.take(pa.array(np.argsort(values, kind="stable")))
 
 
+def day_parts(table: pa.Table, table_name: str) -> Iterator[tuple[str, pa.Table]]:
+    """Rows of one table -> (date label, that UTC day's rows as the file stores them: the table's
+    schema, sorted by its time column, dictionaries compacted)."""
+    schema, time_column = TABLES[table_name], PARTITION_TIME_COLUMN[table_name]
+    for label, part in split_by_day(table, time_column):
+        yield label, compact_dictionaries(conform(sort_by_time(part, time_column), schema))
+
+
+def write_final(table: pa.Table, table_name: str, name: str, warehouse: str) -> list[str]:
+    """Rows of one table -> WAREHOUSE/<table>/date=D/<name> per UTC date, each replacing an earlier
+    file of the same name atomically (streaming panes, sessions)."""
+    written = []
+    for label, part in day_parts(table, table_name) if table.num_rows else ():
+        final = wh.partition_dir(warehouse, table_name, label) / name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with wh.replacing(final) as tmp:
+            write_partition_file(part, table_name, tmp)
+        written.append(str(final))
+    return written
+
+
 def write_chunk(table: pa.Table, table_name: str, input_id: str, first_line: int,
                 warehouse: str, run_id: str) -> list[tuple[str, str]]:
     """Write one chunk's rows into staged per-date files -> [(staged path, final path)]."""
-    if table.num_rows == 0:
-        return []
-    schema, time_column = TABLES[table_name], PARTITION_TIME_COLUMN[table_name]
     name = wh.chunk_file_name(input_id, first_line)
     stage = wh.staging_dir(warehouse, run_id)
     files = []
-    for label, part in split_by_day(table, time_column):
-        part = compact_dictionaries(conform(_sorted(part, time_column), schema))
+    for label, part in day_parts(table, table_name) if table.num_rows else ():
         staged = wh.partition_dir(stage, table_name, label) / name
         final = wh.partition_dir(warehouse, table_name, label) / name
         staged.parent.mkdir(parents=True, exist_ok=True)

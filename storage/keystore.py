@@ -32,9 +32,8 @@ import secrets
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from accesslog.errors import AccesslogError
-from accesslog.flags import cli_date
-from accesslog.warehouse import replacing
+from schemas.errors import AccesslogError, SettingError
+from storage.warehouse import replacing
 
 FORMAT = "accesslog-keystore/1"
 PERIODS = ("day", "week", "month", "none")
@@ -109,16 +108,17 @@ class Keystore:
         self._cache: dict[str, tuple[str, bytes]] = {}
         self.created = False
         if self.path is None and master is None:
-            raise AccesslogError(f"no keystore: pass --keys PATH (created on first use, outside the "
-                                 f"warehouse) or set {KEYS_ENV} or {MASTER_ENV}")
+            raise SettingError("no keystore: pass {} PATH (created on first use, outside the warehouse) or set "
+                               "{keys_env} or {master_env}", "keys", keys_env=KEYS_ENV, master_env=MASTER_ENV)
         if master is not None and len(master) < 32:
             raise AccesslogError(f"{MASTER_ENV} is too short: use at least 32 random characters "
                                  "(e.g. `openssl rand -hex 32`)")
         if self.path is not None and outside is not None:
             outside = Path(outside).resolve()
             if self.path == outside or outside in self.path.parents:
-                raise AccesslogError(f"keystore {self.path} is inside the warehouse {outside}: keep keys "
-                                     "outside (pass --keys with a path outside --warehouse)")
+                raise SettingError("keystore {path} is inside the warehouse {outside}: keep keys outside (pass "
+                                   "{} with a path outside {})", "keys", "warehouse", path=self.path,
+                                   outside=outside)
         if self.path is not None:
             self._check_or_create(create)
         if self.period is None:
@@ -142,13 +142,13 @@ class Keystore:
             self._adopt_period(self._read())
             return
         if not create:
-            raise AccesslogError(f"keystore {self.path} does not exist: pass the --keys path that "
-                                 "`accesslog run` used")
+            raise SettingError("keystore {path} does not exist: pass the {} path that `accesslog run` used", "keys",
+                              path=self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as e:
-            raise AccesslogError(f"cannot create keystore folder {self.path.parent}: {e.strerror}; "
-                                 "pass --keys with a writable path") from None
+            raise SettingError("cannot create keystore folder {folder}: {reason}; pass {} with a writable path",
+                              "keys", folder=self.path.parent, reason=e.strerror) from None
         with self._locked():
             if not self.path.exists():
                 self.period = self.period or "day"
@@ -163,9 +163,9 @@ class Keystore:
             self.period = stored
         elif stored != self.period:
             # Mixing periods would give one day two keys, and a person two unrelated pseudonyms.
-            raise AccesslogError(f"keystore {self.path} rotates keys per {stored}, not per {self.period}: "
-                                 f"pass --key-period {stored} (a keystore keeps the period it was created "
-                                 "with; use a new --keys path for another period)")
+            raise SettingError("keystore {path} rotates keys per {stored}, not per {period}: pass {} {stored} "
+                              "(a keystore keeps the period it was created with; use a new {} path for another "
+                              "period)", "key_period", "keys", path=self.path, stored=stored, period=self.period)
 
     def _locked(self):
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -184,11 +184,11 @@ class Keystore:
         try:
             doc = json.loads(self.path.read_text())
         except (OSError, ValueError) as e:
-            raise AccesslogError(f"cannot read keystore {self.path} ({e.__class__.__name__}): "
-                                 "restore it from backup or pass another --keys path") from None
+            raise SettingError("cannot read keystore {path} ({kind}): restore it from backup or pass another {} "
+                              "path", "keys", path=self.path, kind=e.__class__.__name__) from None
         if doc.get("format") != FORMAT:
-            raise AccesslogError(f"{self.path} is not an accesslog keystore: pass the keystore "
-                                 "created by `accesslog run --keys`")
+            raise SettingError("{path} is not an accesslog keystore: pass as {} the keystore `accesslog run` "
+                              "created", "keys", path=self.path)
         return doc
 
     def _write(self, doc: dict) -> None:
@@ -269,15 +269,16 @@ class Keystore:
         if late:
             last = max(late, key=ends.__getitem__)
             end = ends[last]
-            raise AccesslogError(f"key period {last} was shredded but this run keeps records from {first_day} "
-                                 f"on: shorten --retention-days so that the window starts after {end}")
+            raise SettingError("key period {last} was shredded but this run keeps records from {first_day} on: "
+                              "shorten {} so that the window starts after {end}", "retention_days", last=last,
+                              first_day=first_day, end=end)
 
     # -- administration (`accesslog keys`) ---------------------------------------------
     def _require_file(self, action: str) -> None:
         if self.path is None:
-            raise AccesslogError(f"cannot {action} keys derived from {MASTER_ENV}: they are not stored one by "
-                                 "one; pass --keys PATH for a keystore file (rotate the master secret to "
-                                 "make all its pseudonyms unlinkable)")
+            raise SettingError("cannot {action} keys derived from {master_env}: they are not stored one by one; "
+                              "pass {} PATH for a keystore file (rotate the master secret to make all its "
+                              "pseudonyms unlinkable)", "keys", action=action, master_env=MASTER_ENV)
 
     def list(self) -> list[dict]:
         """Every period of the keystore, oldest first, live and shredded:
@@ -311,8 +312,9 @@ class Keystore:
         now = now or datetime.now(timezone.utc)
         today = now.astimezone(timezone.utc).date()
         if before > today:
-            raise AccesslogError(f"--before {before} is after today ({today}): it would shred the key of "
-                                 "the current period, which runs are still using; pass a date up to today")
+            raise SettingError("{} {before} is after today ({today}): it would shred the key of the current "
+                              "period, which runs are still using; pass a date up to today", "before",
+                              before=before, today=today)
         with self._locked():
             doc = self._read()
             labels = sorted((label for label in doc["keys"] if period_bounds(label, self.period)[1] < before),
@@ -347,102 +349,3 @@ class Keystore:
             if not self.master:
                 raise AccesslogError(f"{MASTER_ENV} is not set on this worker: set it in the workers' "
                                      "environment (it is never shipped with the pipeline)")
-
-
-# -- CLI: `accesslog keys` ---------------------------------------------------------------
-
-
-def register(subparsers) -> None:
-    """Add `accesslog keys list|rotate|shred` to the CLI's subparsers (each sets func)."""
-    keys = subparsers.add_parser(
-        "keys", help="list, pre-create or shred pseudonymization keys",
-        description="Administer a keystore: one random key per period (day, week or month, fixed when the "
-                    "keystore is created). Shredding a period's key makes its pseudonyms unlinkable to any IP "
-                    "or user name, for good: the period is remembered and its key is never made again. "
-                    "Secrets are never printed.")
-    actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-
-    def keystore_argument(parser):
-        parser.add_argument("--keys", default=None, metavar="PATH",
-                            help=f"keystore file or folder (default: ${KEYS_ENV})")
-
-    listing = actions.add_parser(
-        "list", help="show every key period: label, key id, created, shredded",
-        description="Show the keystore's periods, oldest first: label, key_id (as stored in the access "
-                    "table's key_id column), when the key was created and, for shredded periods, when it was "
-                    "shredded. Never the secret.")
-    keystore_argument(listing)
-    listing.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    listing.add_argument("--json", action="store_true", help="same as --format json")
-    listing.set_defaults(func=cmd_keys_list)
-
-    rotate = actions.add_parser(
-        "rotate", help="create the current period's key now if it is missing",
-        description="Make sure the key of the current period exists (creating the keystore, 0600, if needed), "
-                    "e.g. from cron right after midnight UTC so that workers never race to create it. The "
-                    "keystore keeps the --key-period it was created with; another period is refused.",
-        epilog="example: accesslog keys rotate --keys ~/.config/accesslog/keys --key-period week")
-    keystore_argument(rotate)
-    rotate.add_argument("--key-period", dest="key_period", choices=PERIODS, default=None,
-                        help="period of a new keystore (default: day); checked against an existing one")
-    rotate.add_argument("--now", default=None, metavar="ISO", help="ISO time taken as now (default: current time)")
-    rotate.set_defaults(func=cmd_keys_rotate)
-
-    shred = actions.add_parser(
-        "shred", help="destroy the keys of periods that ended before a date",
-        description="Delete the secret of every period whose last day is before --before, leaving a "
-                    "tombstone so no run recreates it. Records of those periods stay in the warehouse until "
-                    "`accesslog retention` removes them, but no IP or user name can be matched to them any "
-                    "more, and `accesslog subject` cannot find them. Irreversible (restore a backup of the "
-                    "keystore only if you must undo it; backups keep the secrets until they age out). "
-                    "`accesslog retention --keys` does this for the retention window.",
-        epilog="example: accesslog keys shred --before 2026-10-01 --keys ~/.config/accesslog/keys --dry-run")
-    keystore_argument(shred)
-    shred.add_argument("--before", required=True, type=cli_date, metavar="DATE",
-                       help="shred periods whose last day is before this day (YYYY-MM-DD, UTC; at most today)")
-    shred.add_argument("--now", default=None, metavar="ISO", help="ISO time taken as now (default: current time)")
-    shred.add_argument("--dry-run", action="store_true", help="list the periods that would be shredded")
-    shred.set_defaults(func=cmd_keys_shred)
-
-
-def _cli_keystore(args, create: bool = False, period: str | None = None) -> Keystore:
-    path = args.keys or os.environ.get(KEYS_ENV)
-    if not path:
-        raise AccesslogError(f"no keystore: pass --keys PATH or set {KEYS_ENV} (keys derived from "
-                             f"{MASTER_ENV} are not stored and cannot be listed or shredded)")
-    return Keystore(path, period=period, create=create)
-
-
-def cmd_keys_list(args) -> int:
-    import pyarrow as pa
-
-    from accesslog.stats import render
-
-    rows = _cli_keystore(args).list()
-    columns = ("label", "key_id", "created", "shredded", "shredded_at")
-    table = pa.table({c: pa.array([r[c] for r in rows], pa.bool_() if c == "shredded" else pa.string())
-                      for c in columns})
-    print(render({"keys": table}, "json" if args.json else args.format))
-    return 0
-
-
-def cmd_keys_rotate(args) -> int:
-    from accesslog.retention import parse_now
-
-    keystore = _cli_keystore(args, create=True, period=args.key_period)
-    result = keystore.rotate(parse_now(args.now))
-    state = "created" if result["created"] else "already present"
-    print(f"{result['label']}: key {result['key_id']} {state} (period: {keystore.period}; keystore {keystore.path})")
-    return 0
-
-
-def cmd_keys_shred(args) -> int:
-    from accesslog.retention import parse_now
-
-    labels = _cli_keystore(args).shred(args.before, now=parse_now(args.now), dry_run=args.dry_run)
-    verb = "would shred" if args.dry_run else "shredded"
-    if not labels:
-        print(f"no key period ended before {args.before}: nothing {verb.split()[-1]}")
-    else:
-        print(f"{verb} {len(labels)} key period(s): {', '.join(labels)}")
-    return 0

@@ -1,4 +1,4 @@
-"""Audit entries: one JSON file per retention or data-subject action (DESIGN.md §2).
+"""Audit entries: one JSON file per retention or data-subject action (docs/architecture.md, Warehouse).
 
 WAREHOUSE/_audit/<UTC timestamp>-<action>.json, e.g. 20261126T031500.123456Z-erase.json.
 
@@ -14,10 +14,10 @@ import json
 import os
 import secrets
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
-from accesslog import __version__
-from accesslog.warehouse import fsync_dir
+from storage.warehouse import fsync_dir
 
 AUDIT_DIR = "_audit"
 
@@ -36,7 +36,7 @@ def write_audit(warehouse: str | os.PathLike, action: str, doc: dict, now: datet
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
     entry = {"action": action, "written_at": now.isoformat(timespec="microseconds"),
-             "accesslog_version": __version__, **doc}
+             "accesslog_version": _version(), **doc}
     stem = now.strftime("%Y%m%dT%H%M%S.%fZ") + f"-{action}"
     tmp = folder / f".{stem}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -70,3 +70,9 @@ def _link_unique(tmp: Path, folder: Path, stem: str) -> Path:
     raise FileExistsError(f"too many audit entries named {stem}")
 
 
+def _version() -> str:
+    """The installed accesslog version (storage does not import the accesslog package)."""
+    try:
+        return metadata.version("accesslog")
+    except metadata.PackageNotFoundError:
+        return "unknown"

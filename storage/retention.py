@@ -16,8 +16,6 @@ interrupted run is deleted by the next one.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import secrets
 import shutil
@@ -27,10 +25,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from accesslog.audit import audit_doc, write_audit
-from accesslog.errors import AccesslogError
-from accesslog.keystore import Keystore
-from accesslog.warehouse import TABLE_DIRS, existing
+from schemas.errors import SettingError
+from storage.audit import audit_doc, write_audit
+from storage.keystore import Keystore
+from storage.warehouse import TABLE_DIRS, existing
 
 TRASH_DIR = "_trash"
 
@@ -90,7 +88,7 @@ def parse_now(text: str | None) -> datetime:
     try:
         now = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise AccesslogError(f"--now {text!r} is not an ISO time: use e.g. 2026-11-26T00:00:00Z") from None
+        raise SettingError("{} {text!r} is not an ISO time: use e.g. 2026-11-26T00:00:00Z", "now", text=text) from None
     return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
 
 
@@ -103,7 +101,7 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
     removed per table as [{date, files, rows}], rows_removed per table, keys_shredded
     (labels), dry_run and audit (path, None for a dry run, which changes nothing)."""
     if days < 0:
-        raise AccesslogError("--days must be 0 or more")
+        raise SettingError("{} must be 0 or more", "retention_days")
     root = existing(warehouse)
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     cutoff = retention_cutoff(now, days)
@@ -156,64 +154,3 @@ def _empty_trash(root: Path) -> None:
     trash = root / TRASH_DIR
     if trash.is_dir():
         shutil.rmtree(trash)
-
-
-# -- CLI ------------------------------------------------------------------------------
-
-
-def register(subparsers) -> None:
-    """Add `accesslog retention` to the CLI's subparsers (sets func=cmd_retention)."""
-    parser = subparsers.add_parser(
-        "retention", help="delete warehouse partitions past the retention window and shred old keys",
-        description="Delete every date partition (access, errors, sessions, rejects) whose whole day is "
-                    "before --now minus --days, and with --keys shred the pseudonym keys of periods entirely "
-                    "before it, so what is left of them cannot be linked to an IP again. The day holding the "
-                    "cutoff is kept (rows inside the window are never deleted). Each partition disappears "
-                    "atomically; an audit entry is written to WAREHOUSE/_audit/<time>-retention.json with the "
-                    "partitions and row counts removed and the key periods shredded.",
-        epilog="example: accesslog retention --warehouse ./warehouse --days 30 --keys ~/.config/accesslog/keys "
-               "--dry-run")
-    parser.add_argument("--warehouse", required=True, metavar="DIR", help="the folder given to `accesslog run`")
-    parser.add_argument("--days", type=int, required=True, metavar="N",
-                        help="keep N days: partitions whose day ends before --now minus N days go")
-    parser.add_argument("--now", default=None, metavar="ISO",
-                        help="ISO time the retention window ends at (default: current time), "
-                             "e.g. 2026-11-26T00:00:00Z")
-    parser.add_argument("--keys", default=None, metavar="PATH",
-                        help="keystore whose periods entirely before the cutoff are shredded (without it, no "
-                             "key is shredded)")
-    parser.add_argument("--dry-run", action="store_true", help="print what would be removed; change nothing")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(func=cmd_retention)
-
-
-def cmd_retention(args: argparse.Namespace) -> int:
-    # Only an explicit --keys shreds: an $ACCESSLOG_KEYS in the environment should not destroy keys unasked.
-    keystore = (Keystore(args.keys, period=None, outside=Path(args.warehouse), create=False)
-                if args.keys else None)
-    report = apply_retention(args.warehouse, args.days, parse_now(args.now), keystore, dry_run=args.dry_run)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
-
-
-def format_report(report: dict) -> str:
-    """The human summary of apply_retention's report."""
-    verb = "would remove" if report["dry_run"] else "removed"
-    lines = [f"cutoff {report['cutoff']} ({report['days']} days before {report['now']}): "
-             f"partitions before {report['cutoff_day']} go"]
-    for table, parts in report["partitions_removed"].items():
-        if parts:
-            lines.append(f"{table}: {verb} {len(parts)} partition(s), {report['rows_removed'][table]:,} rows "
-                         f"({parts[0]['date']} .. {parts[-1]['date']})")
-    if not any(report["partitions_removed"].values()):
-        lines.append("no partition is past the window")
-    if report["keys_shredded"]:
-        shred = "would shred" if report["dry_run"] else "shredded"
-        labels = report["keys_shredded"]
-        lines.append(f"keys: {shred} {len(labels)} period(s) ({labels[0]} .. {labels[-1]})")
-    elif report["key_period"] is not None:
-        lines.append("keys: no period is entirely past the window")
-    if report["audit"]:
-        lines.append(f"audit: {report['audit']}")
-    return "\n".join(lines)
-

@@ -1,4 +1,4 @@
-"""Warehouse layout, atomic file replacement and run manifests (DESIGN.md §2).
+"""Warehouse layout, atomic file replacement and run manifests (docs/architecture.md, Warehouse).
 
 WAREHOUSE/<table>/date=YYYY-MM-DD/<input_id>-<first_line>.parquet
 WAREHOUSE/_staging/<run_id>/...        files of a run not yet committed
@@ -16,7 +16,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from accesslog.errors import AccesslogError
+from schemas.errors import SettingError
 
 TABLE_DIRS = ("access", "errors", "sessions", "rejects")
 
@@ -55,7 +55,8 @@ def prepare(warehouse: str | os.PathLike) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=wh, prefix=".probe-", delete=True)
         probe.close()
     except OSError as e:
-        raise AccesslogError(f"cannot write to warehouse {wh}: {e.strerror}; pass a writable --warehouse") from None
+        raise SettingError("cannot write to warehouse {path}: {reason}; pass a writable {}", "warehouse", path=wh,
+                           reason=e.strerror) from None
     return wh.resolve()
 
 
@@ -63,8 +64,8 @@ def existing(warehouse: str | os.PathLike) -> Path:
     """The folder of a warehouse that must already exist (stats, subject, retention)."""
     root = Path(warehouse).expanduser()
     if not root.is_dir():
-        raise AccesslogError(f"warehouse {warehouse} not found: pass --warehouse pointing at the folder "
-                             "given to `accesslog run`")
+        raise SettingError("warehouse {path} not found: pass {} pointing at the folder given to `accesslog run`",
+                           "warehouse", path=warehouse)
     return root
 
 

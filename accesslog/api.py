@@ -1,0 +1,88 @@
+"""The Python API: what the CLI does, as functions (see `accesslog.__all__` and the README).
+
+    import accesslog
+    result = accesslog.run(["access.log"], warehouse="wh", keys="~/.config/accesslog/keys")
+    tables = accesslog.usage_stats("wh", date_from=date(2026, 11, 1))   # name -> pyarrow.Table
+    con = accesslog.open_warehouse("wh")   # DuckDB with views access, errors, sessions, rejects
+    accesslog.apply_retention("wh", days=30, keys="~/.config/accesslog/keys")
+    accesslog.erase_subject("wh", keys="~/.config/accesslog/keys", ip="203.0.113.7")
+
+Errors a caller can fix raise accesslog.AccesslogError; a bad setting raises its subclass
+SettingError, whose `settings` name the keyword arguments to fix.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Iterable
+
+import duckdb
+import pyarrow as pa
+
+from accesslog.stats import StatsFilter, connect
+from accesslog.stats import usage_stats as _usage_stats
+from accesslog.subject import Subject, SubjectSearch, export_subject, find_subject
+from accesslog.subject import erase_subject as _erase_subject
+from pipelines.batch import RunConfig, RunResult, run_batch
+from pipelines.flags import RUN_OPTIONS
+from pipelines.settings import Settings
+from storage.keystore import Keystore
+from storage.retention import apply_retention as _apply_retention
+
+
+def run(inputs: list[str], warehouse: str, beam_args: Iterable[str] = (), **options) -> RunResult:
+    """Ingest log files into the warehouse (the batch pipeline; `accesslog run`). `options`: any
+    field of Settings (log_format, keys, retention_days, ip_mode, ...) or of the run (sessions,
+    max_reject_ratio, chunk_bytes, apply_retention, session_gap_minutes). `beam_args`: Beam
+    options, e.g. ["--runner=FlinkRunner", ...]; default: in-process."""
+    own = {o.dest for o in RUN_OPTIONS}
+    settings = Settings(warehouse=warehouse, **{k: v for k, v in options.items() if k not in own})
+    config = RunConfig(settings, inputs=list(inputs), beam_args=list(beam_args),
+                       **{k: v for k, v in options.items() if k in own})
+    return run_batch(config)
+
+
+def open_warehouse(warehouse: str, cache_file: str | None = None) -> duckdb.DuckDBPyConnection:
+    """DuckDB over the warehouse: views access, errors, sessions and rejects (committed files only)."""
+    return connect(warehouse, cache_file=cache_file)
+
+
+def usage_stats(warehouse: str, reports: Iterable[str] | None = None, *, date_from: date | None = None,
+                date_to: date | None = None, host: str | None = None, path_prefix: str | None = None,
+                include_bots: bool = False, include_assets: bool = False, top: int = 10,
+                granularity: str = "day") -> dict[str, pa.Table]:
+    """The usage reports (`accesslog stats`): report name -> Arrow table."""
+    flt = StatsFilter(date_from=date_from, date_to=date_to, host=host, path_prefix=path_prefix,
+                      exclude_bots=not include_bots, exclude_assets=not include_assets)
+    return _usage_stats(connect(warehouse), flt, reports, top_n=top, granularity=granularity)
+
+
+def apply_retention(warehouse: str, days: int, now: datetime | None = None, keys: str | None = None,
+                    dry_run: bool = False) -> dict:
+    """Delete partitions past the window, and with `keys` shred the key periods entirely before it
+    (`accesslog retention`). Returns the report that is also written as an audit entry."""
+    keystore = Keystore(keys, period=None, outside=warehouse, create=False) if keys else None
+    return _apply_retention(warehouse, days, now, keystore, dry_run=dry_run)
+
+
+def _keystore(warehouse: str, keys: str | None, key_period: str | None) -> Keystore:
+    return Keystore.from_options(keys, key_period, outside=warehouse, create=False)
+
+
+def find_subject_rows(warehouse: str, keys: str | None = None, *, ip: str | None = None, user: str | None = None,
+                      date_from: date | None = None, date_to: date | None = None,
+                      key_period: str | None = None) -> tuple[SubjectSearch, list[dict]]:
+    """A person's records (right of access; `accesslog subject export`): (search, rows as dicts)."""
+    return export_subject(warehouse, _keystore(warehouse, keys, key_period), Subject.parse(ip, user),
+                          date_from, date_to)
+
+
+def erase_subject(warehouse: str, keys: str | None = None, *, ip: str | None = None, user: str | None = None,
+                  date_from: date | None = None, date_to: date | None = None, key_period: str | None = None,
+                  dry_run: bool = False) -> dict:
+    """Delete a person's records from every file (`accesslog subject erase`) -> the report."""
+    return _erase_subject(warehouse, _keystore(warehouse, keys, key_period), Subject.parse(ip, user),
+                          date_from, date_to, dry_run=dry_run)
+
+
+__all__ = ["run", "open_warehouse", "usage_stats", "apply_retention", "find_subject_rows", "erase_subject",
+           "find_subject", "Settings", "RunResult"]

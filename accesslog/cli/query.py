@@ -1,0 +1,95 @@
+"""`accesslog stats` and `accesslog report`: usage statistics from the warehouse (DuckDB)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from accesslog.cli.flags import cli_date
+from accesslog.report import build_report, write_page
+from accesslog.stats import StatsFilter, connect, render, select_reports, usage_stats
+from schemas.errors import AccesslogError
+from storage.warehouse import existing
+
+
+def register_stats(sub) -> None:
+    stats = sub.add_parser(
+        "stats", help="usage statistics from the warehouse (DuckDB)",
+        description="Requests per day, status classes, top paths, unique clients per day, bytes and "
+                    "latency percentiles, computed by DuckDB over the Parquet warehouse.")
+    stats.add_argument("--warehouse", required=True, help="the folder given to `accesslog run`")
+    stats.add_argument("--from", dest="date_from", type=cli_date, help="first day (YYYY-MM-DD, UTC)")
+    stats.add_argument("--to", dest="date_to", type=cli_date, help="last day (YYYY-MM-DD, UTC)")
+    stats.add_argument("--host", help="only this virtual host")
+    stats.add_argument("--path-prefix", help="only requests whose path starts with this (literally)")
+    bots = stats.add_mutually_exclusive_group()
+    bots.add_argument("--exclude-bots", action="store_true", default=True,
+                      help="bots are not page views or visitors (default)")
+    bots.add_argument("--include-bots", action="store_true", help="count bots as page views and visitors")
+    stats.add_argument("--include-assets", action="store_true",
+                       help="count static assets (css, js, images, fonts, ...) as page views")
+    stats.add_argument("--report", action="append", metavar="NAME",
+                       help="only these reports (repeatable or comma-separated; 'all' for every one). "
+                            "Names: totals, traffic, top_pages, entry_pages, exit_pages, referrer_hosts, sessions, "
+                            "status_classes, error_rate, top_failing_paths, latency, latency_by_path, browsers, "
+                            "operating_systems, devices, bot_share, countries, asns, languages, errors_by_level, "
+                            "error_patterns")
+    stats.add_argument("--granularity", choices=("hour", "day", "week"), default="day",
+                       help="buckets of the traffic report (default day)")
+    stats.add_argument("--top", type=int, default=10, help="rows of ranked reports (default 10)")
+    stats.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    stats.add_argument("--json", action="store_true", help="same as --format json")
+    stats.set_defaults(func=cmd_stats)
+
+
+def _stats_connection(warehouse: str):
+    """DuckDB over the warehouse, with the per-day aggregate cache kept in WAREHOUSE/_cache/
+    so the next `accesslog stats` starts warm; without it when locked or read-only."""
+    cache = existing(warehouse) / "_cache" / "stats.duckdb"
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return connect(warehouse, cache_file=str(cache))
+    except (OSError, AccesslogError):
+        return connect(warehouse)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    fmt = "json" if args.json else args.format
+    flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host, path_prefix=args.path_prefix,
+                      exclude_bots=not args.include_bots, exclude_assets=not args.include_assets)
+    names = select_reports(args.report)
+    con = _stats_connection(args.warehouse)
+    reports = usage_stats(con, flt, names, top_n=args.top, granularity=args.granularity)
+    print(render(reports, fmt))
+    return 0
+
+
+
+def register_report(subparsers) -> None:
+    """Add `accesslog report` to the CLI's subparsers (sets func=cmd_report)."""
+    parser = subparsers.add_parser(
+        "report", help="write the usage statistics as one self-contained HTML page with charts",
+        description="Compute the usage statistics (as `accesslog stats`) and write them as a single static "
+                    "HTML file: totals, traffic per day, status mix, latency percentiles, top pages, browsers, "
+                    "devices, countries, referrer hosts, sessions and error-log levels, with charts drawn as "
+                    "inline SVG. The page loads nothing from anywhere (no script, font or image) and can be "
+                    "opened offline or mailed.",
+        epilog="example: accesslog report --warehouse ./warehouse -o report.html --from 2026-11-01 --to 2026-11-30")
+    parser.add_argument("--warehouse", required=True, metavar="DIR", help="the folder given to `accesslog run`")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="HTML file to write, or - for stdout")
+    parser.add_argument("--from", dest="date_from", type=cli_date, metavar="YYYY-MM-DD", help="first day (UTC)")
+    parser.add_argument("--to", dest="date_to", type=cli_date, metavar="YYYY-MM-DD", help="last day (UTC)")
+    parser.add_argument("--host", help="only this virtual host")
+    parser.add_argument("--title", help='page title (default "Usage report")')
+    parser.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    page = build_report(args.warehouse, StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host),
+                        args.title)
+    if args.output == "-":
+        sys.stdout.write(page)
+        return 0
+    write_page(Path(args.output), page)
+    print(f"accesslog: wrote {args.output} ({len(page.encode()) // 1024 + 1} KiB)")
+    return 0
