@@ -33,6 +33,7 @@ Definitions (shared by every report; see also accesslog.stats):
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -43,9 +44,12 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 import schemas
 from schemas.errors import AccesslogError
+from storage import warehouse as wh
+from storage.filesystems import is_remote
 
 if TYPE_CHECKING:
     from accesslog.stats import StatsFilter
@@ -309,8 +313,29 @@ def _create_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     con.execute("SET VARIABLE accesslog_empty_views = $tables::VARCHAR[]", {"tables": empty})
 
 
+def _create_remote_view(con: duckdb.DuckDBPyConnection, root: str, table: str, schema: pa.Schema) -> bool:
+    """An object-store warehouse: a view over an Arrow dataset of the table's committed files
+    (DuckDB cannot fetch its httpfs extension here, and committed means listed by a manifest, which
+    a glob cannot see). Columns a file lacks read as nulls: the dataset has the table's schema."""
+    files = wh.visible_files(root, table)
+    if not files:
+        con.register(table, schema.append(pa.field("date", pa.date32())).empty_table())
+        return False
+    store = wh.store(root)
+    dataset = ds.dataset([store.path(rel) for rel in files], filesystem=store.fs, format="parquet",
+                         schema=schema.append(pa.field("date", pa.date32())),
+                         partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
+                         partition_base_dir=store.path(table))
+    con.unregister(table)
+    con.register(f"_accesslog_{table}", dataset)
+    con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _accesslog_{table}")
+    return True
+
+
 def _create_table_view(con: duckdb.DuckDBPyConnection, root: Path, table: str, schema: pa.Schema) -> bool:
     """A view over the table's files; an empty one with the schema's columns when it has none (False)."""
+    if is_remote(str(root)):
+        return _create_remote_view(con, str(root), table, schema)
     pattern = (root / table / "**" / "*.parquet").as_posix()
     # DuckDB's own glob, so "has files" means exactly what read_parquet will see (read_parquet
     # fails on an empty glob). fetchall: DuckDB 2 refuses work while a result is unfinished.
@@ -380,7 +405,7 @@ def refresh(con: duckdb.DuckDBPyConnection, flt: StatsFilter) -> str:
     scope = scope_key(flt)
     [(root, empty_views)] = con.execute(
         "SELECT getvariable('accesslog_warehouse'), getvariable('accesslog_empty_views')").fetchall()
-    root = Path(root)
+    root = root if is_remote(root) else Path(root)
     present = day_fingerprints(root, flt.date_from, flt.date_to)
     if any(table in empty_views and any(_day_folders(root, table)) for table in schemas.TABLES):
         _create_views(con, root)   # a table got its first files after connect()
@@ -463,6 +488,11 @@ def _runs(days: list[dt.date], present: list[dt.date]) -> list[tuple[dt.date, dt
 
 
 def _day_folders(root: Path, table: str):
+    if is_remote(str(root)):
+        for day in sorted({rel.split("/")[1] for rel in wh.visible_files(str(root), table)}):
+            with contextlib.suppress(ValueError):
+                yield dt.date.fromisoformat(day[5:]), day
+        return
     try:
         entries = list(os.scandir(root / table))
     except FileNotFoundError:
@@ -478,6 +508,8 @@ def _day_folders(root: Path, table: str):
 def day_fingerprints(root: Path, date_from: dt.date | None, date_to: dt.date | None) -> dict[dt.date, str]:
     """date -> hash of (table, file, size, mtime) of every Parquet file of that day, within the dates."""
     files: dict[dt.date, list[str]] = {}
+    if is_remote(str(root)):
+        return _remote_fingerprints(str(root), date_from, date_to)
     for table in FINGERPRINTED_TABLES:
         for day, folder in _day_folders(root, table):
             if (date_from and day < date_from) or (date_to and day > date_to):
@@ -486,4 +518,22 @@ def day_fingerprints(root: Path, date_from: dt.date | None, date_to: dt.date | N
                 stat = path.stat()
                 files.setdefault(day, []).append(f"{table}\t{path.relative_to(folder)}\t{stat.st_size}\t"
                                                  f"{stat.st_mtime_ns}")
+    return {day: hashlib.sha1("\n".join(lines).encode()).hexdigest() for day, lines in files.items()}
+
+
+def _remote_fingerprints(root: str, date_from: dt.date | None, date_to: dt.date | None) -> dict[dt.date, str]:
+    """day_fingerprints of an object-store warehouse: its committed files' names, sizes and times."""
+    store = wh.store(root)
+    files: dict[dt.date, list[str]] = {}
+    for table in FINGERPRINTED_TABLES:
+        rels = wh.visible_files(root, table)
+        infos = store.fs.get_file_info([store.path(rel) for rel in rels]) if rels else []
+        for rel, info in zip(rels, infos):
+            try:
+                day = dt.date.fromisoformat(rel.split("/")[1][5:])
+            except ValueError:
+                continue
+            if (date_from and day < date_from) or (date_to and day > date_to):
+                continue
+            files.setdefault(day, []).append(f"{table}\t{rel}\t{info.size}\t{info.mtime_ns}")
     return {day: hashlib.sha1("\n".join(lines).encode()).hexdigest() for day, lines in files.items()}

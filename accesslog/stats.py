@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from accesslog import daily_aggregates as daily
 from schemas.errors import AccesslogError, SettingError
+from storage.filesystems import is_remote
 from storage.warehouse import existing
 
 Format = Literal["table", "json", "csv"]
@@ -95,7 +96,7 @@ def connect(warehouse: str | Path, *, threads: int | None = None,
     con = duckdb.connect(":memory:", config={} if threads is None else {"threads": int(threads)})
     try:
         con.execute("SET TimeZone = 'UTC'")
-        daily.attach_warehouse(con, root.resolve(), cache_file)
+        daily.attach_warehouse(con, root if is_remote(root) else root.resolve(), cache_file)
     except BaseException:
         con.close()
         raise

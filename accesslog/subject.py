@@ -49,9 +49,10 @@ import pyarrow.parquet as pq
 import schemas
 from schemas.errors import AccesslogError, SettingError
 from storage.audit import audit_doc, write_audit
+from storage.filesystems import is_remote
 from storage.keystore import Keystore, period_label
 from storage.retention import Partition, date_partitions
-from storage.warehouse import TABLE_DIRS, existing, fsync_dir, fsync_file
+from storage.warehouse import TABLE_DIRS, delete_file, existing, fsync_dir, fsync_file, parquet_target
 from transforms.fields import normalize_ip
 from transforms.pseudonymize import cryptopan_pseudonyms, ip_pseudonym, user_pseudonym
 
@@ -154,9 +155,10 @@ class FileMatch:
     table: str
     day: date
     label: str
-    path: Path
+    path: Path | str       # on an object store: relative to `warehouse`
     rows: int
     total: int
+    warehouse: str | None = None   # set for a warehouse on an object store
 
 
 @dataclass
@@ -173,8 +175,20 @@ class SubjectSearch:
         return counts
 
 
+def _open_file(path: Path | str, warehouse: str | None = None) -> pq.ParquetFile:
+    """A local file, or an object of a warehouse on an object store (`warehouse` set)."""
+    if warehouse is None:
+        return _open_parquet(path)
+    try:
+        full, fs = parquet_target(warehouse, str(path))
+        return pq.ParquetFile(fs.open_input_file(full))
+    except (OSError, pa.ArrowException) as e:
+        raise AccesslogError(f"cannot read {path} ({type(e).__name__}): restore or remove that file, "
+                             "then retry") from None
+
+
 def _open_parquet(path: Path) -> pq.ParquetFile:
-    """Every read of a warehouse file goes through here (tests count the files opened)."""
+    """Every read of a local warehouse file goes through here (tests count the files opened)."""
     try:
         return pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as e:
@@ -202,15 +216,16 @@ def find_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Subj
     return SubjectSearch(pseudonyms, matches, len(scanned), len(files))
 
 
-def _scan_file(partition: Partition, label: str, path: Path, pseudonyms: Pseudonyms) -> FileMatch | None:
-    parquet = _open_parquet(path)
+def _scan_file(partition: Partition, label: str, path: Path | str, pseudonyms: Pseudonyms) -> FileMatch | None:
+    parquet = _open_file(path, partition.warehouse)
     present = set(parquet.schema_arrow.names)
     columns = [c for c in IDENTIFYING_COLUMNS[partition.table] if c in present]
     if not columns:
         return None
     mask = subject_mask(partition.table, parquet.read(columns=columns), pseudonyms.of_period(label))
     rows = pc.sum(mask.cast(pa.int64())).as_py() or 0
-    return FileMatch(partition.table, partition.day, label, path, rows, parquet.metadata.num_rows) if rows else None
+    return (FileMatch(partition.table, partition.day, label, path, rows, parquet.metadata.num_rows,
+                      partition.warehouse) if rows else None)
 
 
 # -- export ----------------------------------------------------------------------------
@@ -229,7 +244,7 @@ def export_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Su
 def iter_rows(search: SubjectSearch) -> Iterator[tuple[FileMatch, pa.Table]]:
     """(match, the subject's full rows in that file) for each file the search found."""
     for match in search.matches:
-        table = _open_parquet(match.path).read()
+        table = _open_file(match.path, match.warehouse).read()
         yield match, table.filter(subject_mask(match.table, table, search.pseudonyms.of_period(match.label)))
 
 
@@ -293,7 +308,7 @@ def erase_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Sub
     files [{table, date, file, rows_before, rows_erased, action}], audit path. `dry_run`: report
     what would go, change nothing, write no audit."""
     root = existing(warehouse)
-    if not dry_run:
+    if not dry_run and not is_remote(warehouse):
         _refuse_during_run(root)
     search = find_subject(root, keystore, subject, date_from, date_to)
     report = {
@@ -310,7 +325,7 @@ def erase_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Sub
             report["files"].append(_file_entry(root, m, m.total, m.rows, "delete" if m.rows == m.total else "rewrite"))
             report["rows_erased"][m.table] += m.rows
         return report
-    for partition in {(m.table, m.day): m.path.parent for m in search.matches}.values():
+    for partition in {(m.table, m.day): m.path.parent for m in search.matches if m.warehouse is None}.values():
         _remove_stale_temp_files(partition)
     try:
         for m in search.matches:
@@ -336,13 +351,16 @@ def _refuse_during_run(root: Path) -> None:
 
 
 def _file_entry(root: Path, m: FileMatch, before: int, erased: int, action: str) -> dict:
-    return {"table": m.table, "date": m.day.isoformat(), "file": str(m.path.relative_to(root)),
+    name = str(m.path) if m.warehouse is not None else str(m.path.relative_to(root))
+    return {"table": m.table, "date": m.day.isoformat(), "file": name,
             "rows_before": before, "rows_erased": erased, "action": action}
 
 
 def _erase_from_file(root: Path, m: FileMatch, pseudonyms: Pseudonyms) -> dict | None:
     """Rewrite one file without the subject's rows (`pseudonyms` of its period), atomically;
     None if it holds none (any more)."""
+    if m.warehouse is not None:
+        return _erase_from_object(root, m, pseudonyms)
     for _ in range(3):
         if not m.path.exists():
             return None   # removed meanwhile (e.g. by retention)
@@ -373,19 +391,42 @@ def _erase_from_file(root: Path, m: FileMatch, pseudonyms: Pseudonyms) -> dict |
                          "warehouse and retry")
 
 
-def _write_like(table: pa.Table, meta: pq.FileMetaData, path: Path, original: os.stat_result) -> Path:
-    """Write `table` as the original file was written (codec, sorting metadata, row-group size,
-    no stored Arrow schema; its mode and, if allowed, owner) to a temp name beside it, fsynced;
-    returns the temp path."""
+def _erase_from_object(root, m: FileMatch, pseudonyms: Pseudonyms) -> dict | None:
+    """An object store's file: written again under its own name by one upload (which replaces the
+    object whole), or deleted when nothing is left; the name keeps it committed."""
+    parquet = _open_file(m.path, m.warehouse)
+    table = parquet.read()
+    mask = subject_mask(m.table, table, pseudonyms)
+    erased = pc.sum(mask.cast(pa.int64())).as_py() or 0
+    if not erased:
+        return None
+    kept = table.filter(pc.invert(mask))
+    if kept.num_rows == 0:
+        delete_file(m.warehouse, str(m.path))
+    else:
+        full, fs = parquet_target(m.warehouse, str(m.path))
+        pq.write_table(kept, full, filesystem=fs, **_written_like(parquet.metadata))
+    return _file_entry(root, m, table.num_rows, erased, "deleted" if kept.num_rows == 0 else "rewritten")
+
+
+def _written_like(meta: pq.FileMetaData) -> dict:
+    """pq.write_table options that write a file as `meta`'s was: codec, sorting metadata, row-group
+    size, no stored Arrow schema."""
     first = meta.row_group(0) if meta.num_row_groups else None
     codec = first.column(0).compression if first is not None and first.num_columns else "ZSTD"
     codec = {"UNCOMPRESSED": "none", "LZ4_RAW": "lz4"}.get(codec, codec.lower())
     row_group_size = max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
+    return {"compression": codec, "store_schema": False, "row_group_size": row_group_size or None,
+            "sorting_columns": first.sorting_columns if first is not None else None}
+
+
+def _write_like(table: pa.Table, meta: pq.FileMetaData, path: Path, original: os.stat_result) -> Path:
+    """Write `table` as the original file was written (codec, sorting metadata, row-group size,
+    no stored Arrow schema; its mode and, if allowed, owner) to a temp name beside it, fsynced;
+    returns the temp path."""
     tmp = path.with_name(f".{path.name}.erase-{secrets.token_hex(4)}.tmp")
     try:
-        pq.write_table(table, tmp, compression=codec, store_schema=False,
-                       sorting_columns=first.sorting_columns if first is not None else None,
-                       row_group_size=row_group_size or None)
+        pq.write_table(table, tmp, **_written_like(meta))
         os.chmod(tmp, original.st_mode & 0o777)
         if (original.st_uid, original.st_gid) != (os.geteuid(), os.getegid()):
             try:   # e.g. root erasing in a warehouse the pipeline's user owns

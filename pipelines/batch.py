@@ -9,7 +9,6 @@ returns the per-input summary.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -17,7 +16,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -72,7 +70,7 @@ class RunConfig:
 @dataclass
 class RunResult:
     run_id: str
-    manifest: Path
+    manifest: str
     inputs: list[dict]
     elapsed: float
     failed: list[dict]
@@ -174,6 +172,8 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         "inputs": summaries,
     }
     manifest = wh.write_manifest(warehouse, run_id, doc)   # the inputs are committed: say so now
+    if remove_superseded(warehouse, run_id, summaries):
+        wh.write_manifest(warehouse, run_id, doc)
     failed = [s for s in summaries if s["status"] != "committed"]
     if config.sessions:
         with worker_stderr_silenced(quiet_workers):
@@ -186,17 +186,29 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     return RunResult(run_id, manifest, summaries, elapsed, failed, keystore.created)
 
 
+def remove_superseded(warehouse: str, run_id: str, summaries: list[dict]) -> int:
+    """Object store: once this run's manifest committed its inputs, the files earlier (or crashed)
+    runs wrote for the same inputs are no longer visible; delete them, and name them in the
+    summary as a local commit does."""
+    mine = {s["input_id"]: s for s in summaries if s["status"] == "committed"}
+    removed = 0
+    for rel in wh.superseded_files(warehouse):
+        owner = wh.run_of(rel.rsplit("/", 1)[-1])
+        if owner and owner[0] in mine and owner[1] != run_id:
+            wh.delete_file(warehouse, rel)
+            mine[owner[0]].setdefault("removed", []).append(rel)
+            removed += 1
+    return removed
+
+
 def collect_summaries(warehouse: str, run_id: str, inputs) -> list[dict]:
     """The per-input summaries CommitInputs left in the run's staging folder, in the order of
     `inputs` (anything with input_id and source: LogInputs, follow's micro-batch spans); an input
     that produced no chunk (empty) has committed nothing."""
-    folder = wh.staging_dir(warehouse, run_id) / "_inputs"
     out = []
     for log_input in inputs:
-        path = folder / f"{log_input.input_id}.json"
-        if path.exists():
-            summary = json.loads(path.read_text())
-        else:  # an empty input produces no chunk
+        summary = wh.read_json(warehouse, f"_staging/{run_id}/_inputs/{log_input.input_id}.json")
+        if summary is None:  # an empty input produces no chunk
             summary = {"input_id": log_input.input_id, "read": 0, "parsed": 0, "rejected": 0, "expired": 0,
                        "rows_access": 0, "rows_rejects": 0, "seconds": 0.0, "status": "committed", "files": []}
         summary["source"] = log_input.source

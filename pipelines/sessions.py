@@ -22,13 +22,14 @@ table whose readers never see superseded panes.
 from __future__ import annotations
 
 import glob
-import os
 import re
+from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from apache_beam.coders import VarIntCoder
 from apache_beam.metrics import Metrics
@@ -36,6 +37,7 @@ from apache_beam.transforms import userstate
 
 from schemas import SESSIONS
 from storage import warehouse as wh
+from storage.filesystems import is_remote
 from transforms.parse import RecordChunk
 from transforms.sessionize import Sessionize
 from transforms.write import WriteParquetPartitions, conform, plain, split_by_day
@@ -57,9 +59,9 @@ def days_written(summaries: list[dict]) -> list[str]:
 
 def _day_chunks(warehouse: str, day: str) -> list[RecordChunk]:
     chunks = []
-    for i, path in enumerate(sorted(glob.glob(os.path.join(glob.escape(warehouse), "access", f"date={day}",
-                                                          "*.parquet")))):
-        table = pq.read_table(path, columns=COLUMNS)
+    files = [rel for rel in wh.visible_files(warehouse, "access") if rel.startswith(f"access/date={day}/")]
+    for i, rel in enumerate(files):
+        table = wh.read_parquet(warehouse, rel, columns=COLUMNS)
         chunks.append(RecordChunk(f"sessions-{day}", f"sessions-{day}", i + 1, lines=0, records=table))
     return chunks
 
@@ -67,39 +69,46 @@ def _day_chunks(warehouse: str, day: str) -> list[RecordChunk]:
 def recompute_sessions(warehouse: str, days: list[str], options, run_id: str, gap_minutes: int = 30) -> dict:
     """Replace the sessions partitions of `days` -> {day: sessions written}."""
     chunks = [c for day in days for c in _day_chunks(warehouse, day)]
-    stage_id = run_id + "-sessions"
+    stage_id = wh.new_run_id()   # a run id of its own: on an object store it names the staged files
     if chunks:
         with beam.Pipeline(options=options) as p:
             (p | "Days" >> beam.Create(chunks)
                | "Sessionize" >> Sessionize(gap_minutes)
                | "WriteSessions" >> WriteParquetPartitions(warehouse, stage_id, "sessions"))
     written = {}
-    stage = wh.staging_dir(warehouse, stage_id)
+    stage = wh.staging_dir(warehouse, stage_id) if not is_remote(warehouse) else None
     try:
         for day in days:
-            staged = sorted(glob.glob(str(stage / "sessions" / f"date={day}" / "*.parquet")))
-            tables = [pq.read_table(f, partitioning=None) for f in staged]
-            folder = wh.partition_dir(warehouse, "sessions", day)
-            final = folder / "sessions.parquet"
+            if stage is not None:
+                staged = sorted(glob.glob(str(stage / "sessions" / f"date={day}" / "*.parquet")))
+                tables = [pq.read_table(f, partitioning=None) for f in staged]
+            else:   # on an object store the sessions stage wrote in place, under its run id
+                staged = [rel for rel in wh.list_files(warehouse, f"sessions/date={day}", ".parquet")
+                          if (wh.run_of(rel.rsplit("/", 1)[-1]) or ("", ""))[1] == stage_id]
+                tables = [wh.read_parquet(warehouse, rel) for rel in staged]
             if tables:
                 written[day] = write_day(warehouse, day, pa.concat_tables(tables))
-            for other in folder.glob("*.parquet") if folder.is_dir() else ():
-                if other != final or not tables:
-                    other.unlink()
+            for rel in wh.list_files(warehouse, f"sessions/date={day}", ".parquet"):
+                if rel != f"sessions/date={day}/sessions.parquet" or not tables:
+                    wh.delete_file(warehouse, rel)
     finally:
         wh.remove_staging(warehouse, stage_id)
     return written
 
 
 
-def day_file(warehouse: str, day: str):
-    return wh.partition_dir(warehouse, "sessions", day) / "sessions.parquet"
+def day_file(day: str) -> str:
+    return f"sessions/date={day}/sessions.parquet"
 
 
 def write_day(warehouse: str, day: str, table: pa.Table) -> int:
     """Replace WAREHOUSE/sessions/date=DAY/sessions.parquet atomically with `table` -> rows written."""
     table = conform(table, SESSIONS).sort_by(SORT)
-    final = day_file(warehouse, day)
+    if is_remote(warehouse):   # one upload replaces the object whole
+        path, fs = wh.parquet_target(warehouse, day_file(day))
+        pq.write_table(table, path, filesystem=fs, compression="zstd", store_schema=False)
+        return table.num_rows
+    final = Path(wh.parquet_target(warehouse, day_file(day))[0])
     final.parent.mkdir(parents=True, exist_ok=True)
     with wh.replacing(final) as tmp:
         pq.write_table(table, tmp, compression="zstd", store_schema=False)
@@ -141,16 +150,16 @@ class _UpsertDay(beam.DoFn):
 
     def process(self, element, upserts=beam.DoFn.StateParam(UPSERTS)):
         day, table = element
-        stored = day_file(self.warehouse, day)
+        path, fs = wh.parquet_target(self.warehouse, day_file(day))
         rows = conform(table, SESSIONS)
-        if stored.exists():
-            rows = pa.concat_tables([conform(pq.read_table(stored, partitioning=None), SESSIONS), rows],
+        if fs.get_file_info(path).type == pafs.FileType.File:
+            rows = pa.concat_tables([conform(pq.read_table(path, filesystem=fs, partitioning=None), SESSIONS), rows],
                                     promote_options="permissive")
         current = supersede(plain(rows))
         self.superseded.inc(rows.num_rows - current.num_rows)
         write_day(self.warehouse, day, current)
         upserts.write((upserts.read() or 0) + 1)
-        yield str(stored)
+        yield wh.store(self.warehouse).uri_of(path)
 
 
 def _by_day(chunk: RecordChunk):

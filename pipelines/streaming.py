@@ -32,7 +32,7 @@ from pipelines.options import AccessLogOptions
 from pipelines.prepare import prepare_outputs, single_format
 from pipelines.sessions import UpsertSessions
 from pipelines.settings import Settings
-from schemas.errors import AccesslogError, SettingError
+from schemas.errors import SettingError
 from transforms.lines import split_lines
 from transforms.parse import RecordChunk
 from transforms.sessionize import Sessionize
@@ -222,8 +222,8 @@ def prepare_run(config: StreamingConfig):
 def run_streaming(config: StreamingConfig, options: PipelineOptions) -> None:
     """Run the streaming job on the runner `options` name (until it is cancelled)."""
     if not options.get_all_options().get("runner"):
-        raise AccesslogError("pass --runner (e.g. --runner=FlinkRunner or DataflowRunner): the default "
-                             "DirectRunner tries to download Prism")
+        raise SettingError("pass {} (e.g. FlinkRunner, PortableRunner or DataflowRunner): the default "
+                           "DirectRunner tries to download Prism", "runner")
     options.view_as(StandardOptions).streaming = True
     fmt, keystore, scrubber, now, warehouse = prepare_run(config)
     with beam.Pipeline(options=options) as p:

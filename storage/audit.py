@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from storage.warehouse import fsync_dir
+from storage.filesystems import is_remote
+from storage.warehouse import fsync_dir, write_json
 
 AUDIT_DIR = "_audit"
 
@@ -26,18 +27,20 @@ def audit_dir(warehouse: str | os.PathLike) -> Path:
     return Path(warehouse) / AUDIT_DIR
 
 
-def write_audit(warehouse: str | os.PathLike, action: str, doc: dict, now: datetime | None = None) -> Path:
+def write_audit(warehouse: str | os.PathLike, action: str, doc: dict, now: datetime | None = None) -> Path | str:
     """Write `doc` (plus action, written_at, tool version) as a new audit entry; returns its path.
 
     `action` names the file (`retention`, `erase`, `export`); `now` defaults to the
     current time. Two entries in the same microsecond get distinct names."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    folder = audit_dir(warehouse)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
     entry = {"action": action, "written_at": now.isoformat(timespec="microseconds"),
              "accesslog_version": _version(), **doc}
     stem = now.strftime("%Y%m%dT%H%M%S.%fZ") + f"-{action}"
+    if is_remote(warehouse):   # a name no other writer can take, written by one upload
+        return write_json(warehouse, f"{AUDIT_DIR}/{stem}-{secrets.token_hex(4)}.json", entry)
+    folder = audit_dir(warehouse)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
     tmp = folder / f".{stem}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -27,23 +27,29 @@ import pyarrow.parquet as pq
 
 from schemas.errors import SettingError
 from storage.audit import audit_doc, write_audit
+from storage.filesystems import is_remote
 from storage.keystore import Keystore
-from storage.warehouse import TABLE_DIRS, existing
+from storage.warehouse import TABLE_DIRS, delete_file, existing, list_files, parquet_target
 
 TRASH_DIR = "_trash"
 
 
 @dataclass(frozen=True)
 class Partition:
-    """One WAREHOUSE/<table>/date=YYYY-MM-DD folder."""
+    """One WAREHOUSE/<table>/date=YYYY-MM-DD folder (on an object store: a prefix; `path` is then
+    its path relative to the warehouse, and `warehouse` says which one)."""
 
     table: str
     day: date
-    path: Path
+    path: Path | str
+    warehouse: str | None = None
 
-    def files(self) -> list[Path]:
-        """Its Parquet files, by name (temp files of writers never end in .parquet)."""
-        return sorted(self.path.glob("*.parquet"))
+    def files(self) -> list[Path] | list[str]:
+        """Its Parquet files, by name (temp files of writers never end in .parquet). On an object
+        store: every file under the prefix, committed or not, as warehouse-relative paths."""
+        if self.warehouse is not None:
+            return list_files(self.warehouse, str(self.path), ".parquet")
+        return sorted(Path(self.path).glob("*.parquet"))
 
 
 def date_partitions(warehouse: str | os.PathLike, date_from: date | None = None, date_to: date | None = None,
@@ -53,6 +59,14 @@ def date_partitions(warehouse: str | os.PathLike, date_from: date | None = None,
     Only folder names are read, so the caller opens nothing outside the range. Folders
     whose name is not date=YYYY-MM-DD are skipped."""
     found = []
+    if is_remote(warehouse):
+        days = {(rel.split("/")[0], rel.split("/")[1]) for table in tables
+                for rel in list_files(warehouse, table, ".parquet", recursive=True) if rel.count("/") == 2}
+        for table, folder in days:
+            day = _partition_day(folder)
+            if day is not None and (date_from is None or day >= date_from) and (date_to is None or day <= date_to):
+                found.append(Partition(table, day, f"{table}/{folder}", str(warehouse)))
+        return sorted(found, key=lambda p: (TABLE_DIRS.index(p.table) if p.table in TABLE_DIRS else 99, p.day))
     for table in tables:
         root = Path(warehouse) / table
         if not root.is_dir():
@@ -110,7 +124,7 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
     removed: dict[str, list[dict]] = {table: [] for table in TABLE_DIRS}
     for partition in expired:
         files = partition.files()
-        rows = [_row_count(f) for f in files]
+        rows = [_row_count(f, partition.warehouse) for f in files]
         entry = {"date": partition.day.isoformat(), "files": len(files), "rows": sum(r for r in rows if r)}
         if None in rows:   # a damaged file does not keep its partition alive
             entry["unreadable_files"] = rows.count(None)
@@ -129,13 +143,12 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
         report["keys_note"] = "keys derived from ACCESSLOG_MASTER_KEY cannot be shredded per period"
     if dry_run:
         return report
-    _empty_trash(root)
-    trash = root / TRASH_DIR / f"retention-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-    for partition in expired:
-        target = trash / partition.table / partition.path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partition.path, target)   # readers now see the date gone, atomically
-    _empty_trash(root)
+    if is_remote(warehouse):   # no rename to hide a whole date at once: its files go one by one
+        for partition in expired:
+            for rel in partition.files():
+                delete_file(warehouse, rel)
+    else:
+        _remove_partitions(Path(root), expired, now)
     # Data first, then keys: a crash in between leaves keys that the next run shreds.
     if shreddable:
         report["keys_shredded"] = keystore.shred(cutoff_day, now=now)
@@ -143,8 +156,22 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
     return report
 
 
-def _row_count(path: Path) -> int | None:
+def _remove_partitions(root: Path, expired: list[Partition], now: datetime) -> None:
+    _empty_trash(root)
+    trash = root / TRASH_DIR / f"retention-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+    for partition in expired:
+        target = trash / partition.table / partition.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partition.path, target)   # readers now see the date gone, atomically
+    _empty_trash(root)
+
+
+def _row_count(path: Path | str, warehouse: str | None = None) -> int | None:
     try:
+        if warehouse is not None:
+            full, fs = parquet_target(warehouse, path)
+            with fs.open_input_file(full) as f:
+                return pq.read_metadata(f).num_rows
         return pq.read_metadata(path).num_rows
     except (OSError, ValueError):   # pyarrow's ArrowInvalid is a ValueError
         return None

@@ -2,7 +2,15 @@
 
 WAREHOUSE/<table>/date=YYYY-MM-DD/<input_id>-<first_line>.parquet
 WAREHOUSE/_staging/<run_id>/...        files of a run not yet committed
-WAREHOUSE/_runs/<run_id>.json          run manifest: inputs, counts, outputs
+WAREHOUSE/_runs/<run_id>.json          run manifest: inputs, counts, outputs: the run's commit
+
+A local warehouse commits by rename: a run's files are staged, then renamed into place. An object
+store has no rename, so there a batch run writes its files straight into the partitions under names
+that carry the run id (`<input_id>-<first_line>-<run_id>.parquet`), and they become visible only
+when the run's manifest says the input committed (`visible_files`); a crashed run leaves files no
+reader takes, and a rerun's manifest supersedes the earlier run's files of the same input. Files
+written whole under a fixed name by one upload (streaming panes, sessions, a rewritten file) are
+visible as soon as they exist, like a renamed file on a local disk.
 """
 from __future__ import annotations
 
@@ -10,13 +18,18 @@ import contextlib
 import glob
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
 from schemas.errors import SettingError
+from storage.filesystems import Store, is_remote, open_store, store_error
 
 TABLE_DIRS = ("access", "errors", "sessions", "rejects")
 
@@ -26,9 +39,13 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def chunk_file_name(input_id: str, first_line: int) -> str:
-    """Deterministic: the same input content and chunk always map to the same name."""
-    return f"{input_id}-{first_line:010d}.parquet"
+def chunk_file_name(input_id: str, first_line: int, run_id: str | None = None) -> str:
+    """Deterministic: the same input content and chunk always map to the same name; on an object
+    store the run id follows (the run's manifest then decides whether the file is visible)."""
+    return f"{input_id}-{first_line:010d}{'-' + run_id if run_id else ''}.parquet"
+
+
+_RUN_FILE = re.compile(r"(?P<input>.+)-\d{10}-(?P<run>\d{8}T\d{6}Z-[0-9a-f]{6})\.parquet")
 
 
 def partition_dir(warehouse: str | os.PathLike, table: str, day: str) -> Path:
@@ -47,8 +64,19 @@ def input_files(warehouse: str | os.PathLike, input_id: str) -> list[str]:
     return found
 
 
-def prepare(warehouse: str | os.PathLike) -> Path:
-    """Create the warehouse folder (0700: the data is personal) or explain why not."""
+def prepare(warehouse: str | os.PathLike) -> str:
+    """Create the warehouse folder (0700: the data is personal) or explain why not; on an object
+    store, check that it can be written. Returns the warehouse as an absolute path or a URI."""
+    if is_remote(warehouse):
+        store = open_store(warehouse)
+        probe = store.path(f"_probe-{secrets.token_hex(4)}")
+        try:
+            with store.fs.open_output_stream(probe) as out:
+                out.write(b"")
+            store.fs.delete_file(probe)
+        except (OSError, ValueError) as e:
+            raise store_error(store, "write to", e) from None
+        return store.uri
     wh = Path(warehouse)
     try:
         wh.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -57,11 +85,22 @@ def prepare(warehouse: str | os.PathLike) -> Path:
     except OSError as e:
         raise SettingError("cannot write to warehouse {path}: {reason}; pass a writable {}", "warehouse", path=wh,
                            reason=e.strerror) from None
-    return wh.resolve()
+    return str(wh.resolve())
 
 
 def existing(warehouse: str | os.PathLike) -> Path:
-    """The folder of a warehouse that must already exist (stats, subject, retention)."""
+    """The folder of a warehouse that must already exist (stats, subject, retention). An object
+    store's warehouse exists when it has a run manifest; its URI comes back as it was given."""
+    if is_remote(warehouse):
+        store = open_store(warehouse)
+        try:
+            found = store.fs.get_file_info(pafs.FileSelector(store.path("_runs"), allow_not_found=True))
+        except (OSError, ValueError) as e:
+            raise store_error(store, "read", e) from None
+        if not found:
+            raise SettingError("warehouse {path} not found: pass {} pointing at the warehouse given to "
+                               "`accesslog run`", "warehouse", path=warehouse)
+        return warehouse
     root = Path(warehouse).expanduser()
     if not root.is_dir():
         raise SettingError("warehouse {path} not found: pass {} pointing at the folder given to `accesslog run`",
@@ -109,26 +148,154 @@ def write_json_atomic(path: Path, doc: dict, durable: bool = False) -> None:
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=False, default=str))
 
 
-def write_manifest(warehouse: str | os.PathLike, run_id: str, doc: dict) -> Path:
-    path = Path(warehouse) / "_runs" / f"{run_id}.json"
-    write_json_atomic(path, doc)
-    return path
+def write_manifest(warehouse: str | os.PathLike, run_id: str, doc: dict) -> str:
+    """Write the run manifest (on an object store: the run's commit) -> its path or URI."""
+    return write_json(warehouse, f"_runs/{run_id}.json", doc)
 
 
 def previous_inputs(warehouse: str | os.PathLike) -> list[dict]:
     """Inputs recorded by earlier runs (for recognising a short log that has grown)."""
     out: list[dict] = []
-    for path in sorted(glob.glob(os.path.join(glob.escape(str(warehouse)), "_runs", "*.json"))):
-        try:
-            with open(path) as f:
-                out += json.load(f).get("inputs", [])
-        except (OSError, ValueError):
-            continue
+    for rel in list_files(warehouse, "_runs", ".json"):
+        out += (read_json(warehouse, rel) or {}).get("inputs", [])
     return out
 
 
 def remove_staging(warehouse: str | os.PathLike, run_id: str) -> None:
+    if is_remote(warehouse):
+        delete_tree(warehouse, f"_staging/{run_id}")
+        return
     shutil.rmtree(staging_dir(warehouse, run_id), ignore_errors=True)
     parent = Path(warehouse) / "_staging"
     if parent.is_dir() and not any(parent.iterdir()):
         parent.rmdir()
+
+
+# -- the same operations on a local folder or an object store ---------------------------------------
+# `rel` is a '/'-separated path below the warehouse root.
+
+
+def store(warehouse: str | os.PathLike) -> Store:
+    return open_store(warehouse)
+
+
+def write_bytes(warehouse: str | os.PathLike, rel: str, data: bytes, durable: bool = False) -> str:
+    """Write a whole file: locally by temp file + rename, on an object store by one upload (which
+    appears whole). Returns its path (URI for an object store)."""
+    target = store(warehouse)
+    if not target.remote:
+        path = Path(target.path(rel))
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with replacing(path, durable) as tmp:
+            tmp.write_bytes(data)
+        return str(path)
+    with target.fs.open_output_stream(target.path(rel)) as out:
+        out.write(data)
+    return target.uri_of(target.path(rel))
+
+
+def write_json(warehouse: str | os.PathLike, rel: str, doc: dict, durable: bool = False) -> str:
+    return write_bytes(warehouse, rel, json.dumps(doc, indent=2, sort_keys=False, default=str).encode(), durable)
+
+
+def read_json(warehouse: str | os.PathLike, rel: str) -> dict | None:
+    """A JSON file's document, or None when it is missing or unreadable."""
+    target = store(warehouse)
+    try:
+        with target.fs.open_input_stream(target.path(rel)) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def list_files(warehouse: str | os.PathLike, rel_dir: str, suffix: str = "", recursive: bool = False) -> list[str]:
+    """Files below `rel_dir` ending in `suffix`, as paths relative to the warehouse, sorted. Hidden
+    files (a leading '.': temp files of a replace in progress) are left out."""
+    target = store(warehouse)
+    base = target.path(rel_dir)
+    try:
+        infos = target.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True, recursive=recursive))
+    except (OSError, ValueError) as e:
+        raise store_error(target, "list", e) from None
+    root = target.path("") if target.root else ""
+    out = [i.path[len(root):].lstrip("/") for i in infos
+           if i.type == pafs.FileType.File and i.path.endswith(suffix) and not i.base_name.startswith(".")]
+    return sorted(out)
+
+
+def delete_file(warehouse: str | os.PathLike, rel: str) -> None:
+    target = store(warehouse)
+    try:
+        target.fs.delete_file(target.path(rel))
+    except FileNotFoundError:
+        pass
+
+
+def delete_tree(warehouse: str | os.PathLike, rel_dir: str) -> None:
+    """Delete every file below `rel_dir` (one by one: pyarrow's delete_dir took 10 s on S3Proxy for
+    a handful of objects, and an object store has no folders to remove)."""
+    for rel in list_files(warehouse, rel_dir, recursive=True):
+        delete_file(warehouse, rel)
+
+
+def parquet_target(warehouse: str | os.PathLike, rel: str) -> tuple[str, pafs.FileSystem]:
+    """(path, filesystem) for pyarrow.parquet's readers and writers."""
+    target = store(warehouse)
+    return target.path(rel), target.fs
+
+
+def read_parquet(warehouse: str | os.PathLike, rel: str, **options):
+    """One Parquet file of the warehouse as a pyarrow Table (no partition columns added)."""
+    path, fs = parquet_target(warehouse, rel)
+    return pq.read_table(path, filesystem=fs, partitioning=None, **options)
+
+
+def run_of(file_name: str) -> tuple[str, str] | None:
+    """(input_id, run_id) of a data file written on an object store, None for other names."""
+    m = _RUN_FILE.fullmatch(file_name)
+    return (m["input"], m["run"]) if m else None
+
+
+def committed_runs(warehouse: str | os.PathLike) -> dict[str, str]:
+    """input_id -> the run whose files of that input are visible: the newest run whose manifest
+    says the input committed."""
+    newest: dict[str, str] = {}
+    for rel in list_files(warehouse, "_runs", ".json"):
+        doc = read_json(warehouse, rel) or {}
+        run_id = doc.get("run_id") or Path(rel).stem
+        for entry in doc.get("inputs", []):
+            input_id = entry.get("input_id")
+            if entry.get("status") == "committed" and input_id and run_id >= newest.get(input_id, ""):
+                newest[input_id] = run_id
+    return newest
+
+
+def visible_files(warehouse: str | os.PathLike, table: str) -> list[str]:
+    """The table's Parquet files a reader takes (relative paths): every file of a local warehouse;
+    on an object store, files of a run only once that run committed their input, and only the
+    newest such run's (module docstring)."""
+    files = list_files(warehouse, table, ".parquet", recursive=True)
+    if not is_remote(warehouse):
+        return files
+    committed = committed_runs(warehouse)
+    out = []
+    for rel in files:
+        owner = run_of(rel.rsplit("/", 1)[-1])
+        if owner is None or committed.get(owner[0]) == owner[1]:
+            out.append(rel)
+    return out
+
+
+def superseded_files(warehouse: str | os.PathLike) -> list[str]:
+    """Object-store data files no reader takes (of crashed or superseded runs): safe to delete
+    once the runs that wrote them are over."""
+    if not is_remote(warehouse):
+        return []
+    committed = committed_runs(warehouse)
+    out = []
+    for table in TABLE_DIRS:
+        for rel in list_files(warehouse, table, ".parquet", recursive=True):
+            owner = run_of(rel.rsplit("/", 1)[-1])
+            if owner is not None and committed.get(owner[0]) != owner[1]:
+                out.append(rel)
+    return out

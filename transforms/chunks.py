@@ -12,6 +12,7 @@ fingerprint identity), not by its path.
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import gzip
 import hashlib
@@ -24,8 +25,10 @@ from queue import Full, Queue
 from typing import Iterator
 
 import apache_beam as beam
+import pyarrow.fs as pafs
 
 from schemas.errors import AccesslogError
+from storage.filesystems import is_remote, open_store
 from transforms.coders import register
 from transforms.lines import CHUNK_BYTES, FINGERPRINT_BYTES, GZIP_MAGIC
 
@@ -58,12 +61,21 @@ class LogChunk:
         return len(self.data)
 
 
+def _open_raw(path: str):
+    """A local file, or an object (s3://, gs://, hdfs://) as a stream (storage.filesystems)."""
+    if not is_remote(path):
+        return open(path, "rb")
+    store = open_store(path)
+    return store.fs.open_input_stream(store.root)
+
+
 def open_input(path: str, gzipped: bool):
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+    raw = _open_raw(path)
+    return gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
 
 
 def is_gzip(path: str) -> bool:
-    with open(path, "rb") as f:
+    with _open_raw(path) as f:
         return f.read(2) == GZIP_MAGIC
 
 
@@ -103,6 +115,9 @@ def expand_inputs(patterns: list[str]) -> list[str]:
         if pattern == "-":
             paths.append("-")
             continue
+        if is_remote(pattern):
+            paths += _expand_remote(pattern)
+            continue
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not matches:
             raise AccesslogError(f"no input matches {pattern!r}: check the path or quote the glob")
@@ -115,12 +130,30 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     return paths
 
 
+def _expand_remote(pattern: str) -> list[str]:
+    """s3://bucket/logs/access.log* -> the objects it names (a glob only in the last part)."""
+    store = open_store(pattern)
+    folder, _, name = store.root.rpartition("/")
+    try:
+        if not glob.has_magic(name):
+            found = [store.root] if store.fs.get_file_info(store.root).type == pafs.FileType.File else []
+        else:
+            infos = store.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+            found = sorted(i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatch(i.base_name, name))
+    except (OSError, ValueError) as e:
+        raise AccesslogError(f"cannot list {pattern}: {str(e).splitlines()[0]}; check the URI and the store's "
+                             "credentials") from None
+    if not found:
+        raise AccesslogError(f"no input matches {pattern!r}: check the path or quote the glob")
+    return [store.uri_of(path) for path in found]
+
+
 def describe_input(path: str, source: str | None = None) -> LogInput:
     """`path` as given is the lineage `source`; workers open the absolute path (their
     working directory is not the driver's)."""
     gz = is_gzip(path)
     input_id, hashed = fingerprint(path, gz)
-    return LogInput(path=os.path.abspath(path), source=source or path, input_id=input_id,
+    return LogInput(path=path if is_remote(path) else os.path.abspath(path), source=source or path, input_id=input_id,
                     fingerprint_bytes=hashed, gzipped=gz)
 
 

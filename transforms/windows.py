@@ -8,7 +8,6 @@ gate let through (see ``LateGate`` and ``gbk_lateness_us``).
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import hmac
 import threading
@@ -270,10 +269,11 @@ class WriteWindowPanes(beam.DoFn):
         window are written in order)."""
         prefix = pane_file_name(input_id, win.start, 0)[:-len("0.parquet")]
         for day in {(win.start.micros // US_PER_DAY), ((win.end.micros - 1) // US_PER_DAY)}:
-            folder = wh.partition_dir(self.warehouse, self.table_name, day_label(day))
-            for old in folder.glob(glob.escape(prefix) + "*.parquet"):
-                if old.name != prefix + "0.parquet":
-                    old.unlink(missing_ok=True)
+            folder = f"{self.table_name}/date={day_label(day)}"
+            for rel in wh.list_files(self.warehouse, folder, ".parquet"):
+                name = rel.rsplit("/", 1)[-1]
+                if name.startswith(prefix) and name != prefix + "0.parquet":
+                    wh.delete_file(self.warehouse, rel)
 
 
 class WriteRejectChunks(beam.DoFn):

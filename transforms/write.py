@@ -27,6 +27,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import PARTITION_TIME_COLUMN, TABLES
 from storage import warehouse as wh
+from storage.filesystems import is_remote
 from transforms.coders import register
 from transforms.timeparse import US_PER_DAY, day_label
 
@@ -111,11 +112,11 @@ def split_by_day(table: pa.Table, time_column: str | None) -> Iterator[tuple[str
         yield day_label(day), table if len(unique_days) == 1 else table.filter(pa.array(days == day))
 
 
-def write_partition_file(part: pa.Table, table_name: str, path) -> None:
+def write_partition_file(part: pa.Table, table_name: str, path, filesystem=None) -> None:
     """One partition's rows (conformed, sorted) -> a Parquet file: zstd, no Arrow schema blob,
-    the sort column recorded."""
+    the sort column recorded. `filesystem`: a pyarrow filesystem `path` is on (default local)."""
     schema, time_column = TABLES[table_name], PARTITION_TIME_COLUMN[table_name]
-    pq.write_table(part, path, compression="zstd", store_schema=False,
+    pq.write_table(part, path, filesystem=filesystem, compression="zstd", store_schema=False,
                    sorting_columns=[pq.SortingColumn(schema.get_field_index(time_column or "source_line"))])
 
 
@@ -141,6 +142,12 @@ def write_final(table: pa.Table, table_name: str, name: str, warehouse: str) -> 
     file of the same name atomically (streaming panes, sessions)."""
     written = []
     for label, part in day_parts(table, table_name) if table.num_rows else ():
+        rel = f"{table_name}/date={label}/{name}"
+        if is_remote(warehouse):   # one upload: the object appears whole, replacing the old one
+            path, fs = wh.parquet_target(warehouse, rel)
+            write_partition_file(part, table_name, path, fs)
+            written.append(wh.store(warehouse).uri_of(path))
+            continue
         final = wh.partition_dir(warehouse, table_name, label) / name
         final.parent.mkdir(parents=True, exist_ok=True)
         with wh.replacing(final) as tmp:
@@ -151,10 +158,19 @@ def write_final(table: pa.Table, table_name: str, name: str, warehouse: str) -> 
 
 def write_chunk(table: pa.Table, table_name: str, input_id: str, first_line: int,
                 warehouse: str, run_id: str) -> list[tuple[str, str]]:
-    """Write one chunk's rows into staged per-date files -> [(staged path, final path)]."""
+    """Write one chunk's rows into staged per-date files -> [(staged path, final path)]. On an object
+    store they are written in place under names with the run id (storage.warehouse): staged and
+    final are the same relative path, and the run's manifest commits them."""
+    files = []
+    if is_remote(warehouse):
+        name = wh.chunk_file_name(input_id, first_line, run_id)
+        for label, part in day_parts(table, table_name) if table.num_rows else ():
+            rel = f"{table_name}/date={label}/{name}"
+            write_partition_file(part, table_name, *wh.parquet_target(warehouse, rel))
+            files.append((rel, rel))
+        return files
     name = wh.chunk_file_name(input_id, first_line)
     stage = wh.staging_dir(warehouse, run_id)
-    files = []
     for label, part in day_parts(table, table_name) if table.num_rows else ():
         staged = wh.partition_dir(stage, table_name, label) / name
         final = wh.partition_dir(warehouse, table_name, label) / name
@@ -235,13 +251,17 @@ def commit_input(input_id: str, written: list[WrittenChunk], warehouse: str, run
                "rows_errors": int(totals.get("rows_errors", 0)),
                "seconds": round(sum(w.seconds for w in written), 3), "status": "committed", "files": []}
     staged = [pair for w in written for pair in w.files]
+    remote = is_remote(warehouse)
     if read and summary["rejected"] / read > max_reject_ratio:
         for path, _ in staged:
-            os.unlink(path)
+            wh.delete_file(warehouse, path) if remote else os.unlink(path)
         summary["status"] = "failed"
         summary["error"] = (f"{summary['rejected']} of {read} lines rejected "
                             f"(more than --max-reject-ratio {max_reject_ratio}): the log format is probably "
                             "wrong; pass --log-format (a preset or your nginx log_format)")
+        return summary
+    if remote:   # nothing to rename: the manifest commits these files, then the driver removes older ones
+        summary["files"] = sorted(final for _, final in staged)
         return summary
     keep = set()
     for path, final in sorted(staged, key=lambda p: p[1]):
@@ -263,8 +283,7 @@ class _Commit(beam.DoFn):
     def process(self, element):
         input_id, written = element
         summary = commit_input(input_id, list(written), self.warehouse, self.run_id, self.max_reject_ratio)
-        wh.write_json_atomic(wh.staging_dir(self.warehouse, self.run_id) / "_inputs" / f"{input_id}.json",
-                             summary)
+        wh.write_json(self.warehouse, f"_staging/{self.run_id}/_inputs/{input_id}.json", summary)
         yield summary
 
 

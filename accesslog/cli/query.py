@@ -9,6 +9,7 @@ from accesslog.cli.flags import cli_date
 from accesslog.report import build_report, write_page
 from accesslog.stats import StatsFilter, connect, render, select_reports, usage_stats
 from schemas.errors import AccesslogError
+from storage.filesystems import is_remote
 from storage.warehouse import existing
 
 
@@ -44,7 +45,10 @@ def register_stats(sub) -> None:
 
 def _stats_connection(warehouse: str):
     """DuckDB over the warehouse, with the per-day aggregate cache kept in WAREHOUSE/_cache/
-    so the next `accesslog stats` starts warm; without it when locked or read-only."""
+    so the next `accesslog stats` starts warm; without it when locked or read-only, and for a
+    warehouse on an object store (a DuckDB file needs a local disk)."""
+    if is_remote(warehouse):
+        return connect(warehouse)
     cache = existing(warehouse) / "_cache" / "stats.duckdb"
     try:
         cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
