@@ -218,8 +218,12 @@ def list_files(warehouse: str | os.PathLike, rel_dir: str, suffix: str = "", rec
     except (OSError, ValueError) as e:
         raise store_error(target, "list", e) from None
     root = target.path("") if target.root else ""
+    # Some stores (S3Proxy's filesystem backend) also list each folder as a file: drop a "file"
+    # that other keys are below.
+    folders = {i.path for i in infos if i.type == pafs.FileType.Directory}
     out = [i.path[len(root):].lstrip("/") for i in infos
-           if i.type == pafs.FileType.File and i.path.endswith(suffix) and not i.base_name.startswith(".")]
+           if i.type == pafs.FileType.File and i.path not in folders and i.path.endswith(suffix)
+           and not i.base_name.startswith(".")]
     return sorted(out)
 
 

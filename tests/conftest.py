@@ -12,6 +12,8 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from tests.cluster import s3_env, s3_warehouse  # noqa: E402,F401 (fixtures of the `cluster` tests)
+
 SAMPLES = Path(ROOT) / "samples" / "nginx"
 SAMPLE_NOW = "2026-11-24T00:00:00Z"  # pins the retention window to the samples (2026-11-16..22)
 
