@@ -124,7 +124,7 @@ class FollowRun:
         # checkpoint followed by a rotation would otherwise leave the rotated copy unknown.
         save_checkpoint(self.warehouse, follower.state)
         run_id = "follow-" + wh.new_run_id()
-        options, _ = beam_options(["--runner=FnApiRunner", "--default_sdk_harness_log_level=WARNING"])
+        options, _ = beam_options(["--runner=FnApiRunner", "--default_sdk_harness_log_level=WARN"])
         spans = _spans(chunks)
         try:
             with worker_stderr_silenced(self.config.quiet_workers), beam.Pipeline(options=options) as p:

@@ -33,6 +33,7 @@ from pipelines.prepare import prepare_outputs, single_format
 from pipelines.sessions import UpsertSessions
 from pipelines.settings import Settings
 from schemas.errors import SettingError
+from transforms.kafka import ReadKafkaValues
 from transforms.lines import split_lines
 from transforms.parse import RecordChunk
 from transforms.sessionize import Sessionize
@@ -143,13 +144,11 @@ def kafka_expansion(config: StreamingConfig) -> dict:
 def read_source(p: beam.Pipeline, config: StreamingConfig):
     """The configured source -> PCollection of raw lines (bytes, or (source, bytes) for files)."""
     if config.source == "kafka":
-        from apache_beam.io.kafka import ReadFromKafka  # cross-language: needs a Java expansion service
         consumer = {"bootstrap.servers": config.bootstrap_servers,
                     "group.id": config.consumer_group or "accesslog-streaming",
                     "auto.offset.reset": "earliest"}
         return (p
-                | "ReadFromKafka" >> ReadFromKafka(consumer_config=consumer, topics=[config.topic],
-                                                   **kafka_expansion(config))
+                | "ReadFromKafka" >> ReadKafkaValues(consumer, [config.topic], **kafka_expansion(config))
                 | "Values" >> beam.FlatMap(lambda kv: split_lines(kv[1] or b"")))
     if config.source == "pubsub":
         return (p

@@ -90,11 +90,13 @@ def prepare(warehouse: str | os.PathLike) -> str:
 
 def existing(warehouse: str | os.PathLike) -> Path:
     """The folder of a warehouse that must already exist (stats, subject, retention). An object
-    store's warehouse exists when it has a run manifest; its URI comes back as it was given."""
+    store's warehouse exists when it has a table or a run manifest (a streaming job writes no
+    manifest); its URI comes back as it was given."""
     if is_remote(warehouse):
         store = open_store(warehouse)
         try:
-            found = store.fs.get_file_info(pafs.FileSelector(store.path("_runs"), allow_not_found=True))
+            found = [i for i in store.fs.get_file_info(pafs.FileSelector(store.root, allow_not_found=True))
+                     if i.base_name in (*TABLE_DIRS, "_runs")]
         except (OSError, ValueError) as e:
             raise store_error(store, "read", e) from None
         if not found:

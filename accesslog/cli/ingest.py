@@ -43,7 +43,8 @@ def _beam_args(extra: list[str]) -> list[str]:
         raise AccesslogError(f"unexpected argument {unknown[0]!r}: inputs go before the options, "
                              "Beam options start with --")
     if not any(a.startswith("--default_sdk_harness_log_level") for a in extra):
-        extra = extra + ["--default_sdk_harness_log_level=WARNING"]
+        # WARN, not WARNING: the Java runners (Flink's job server) read the same option
+        extra = extra + ["--default_sdk_harness_log_level=WARN"]
     return extra
 
 
