@@ -37,3 +37,11 @@ bench: setup
 
 clean:
 	rm -rf $(DEMO) build *.egg-info .pytest_cache
+
+# Local loopback cluster (Flink + Beam job server + Kafka + S3Proxy), see cluster/README.md.
+.PHONY: cluster cluster-down
+cluster:
+	bash cluster/up.sh
+
+cluster-down:
+	bash cluster/down.sh

@@ -1,0 +1,180 @@
+"""The pipelines on the local Flink session cluster (`make cluster`): batch, streaming from Kafka
+into the S3-compatible store, sessions, and a TaskManager killed mid-stream.
+
+Keys come from ACCESSLOG_MASTER_KEY in the workers' environment (the cluster's worker pool has it),
+never from a keystore file, and are never shipped with the pipeline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from accesslog.cli import main
+from accesslog.stats import connect
+from storage import warehouse as wh
+from tests.cluster import ROOT, cluster_env, require
+from tests.conftest import SAMPLE_NOW, SAMPLES
+
+pytestmark = pytest.mark.cluster
+INPUTS = [str(SAMPLES / "access.log.1.gz"), str(SAMPLES / "access.log")]
+JOB_TIMEOUT = 300
+
+
+@pytest.fixture
+def flink(monkeypatch) -> dict[str, str]:
+    """The cluster's variables, in this process's environment too (S3 credentials, master key)."""
+    env = require("FLINK_REST", "JOB_ENDPOINT", "S3_ENDPOINT")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
+                 "ACCESSLOG_MASTER_KEY"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.delenv("ACCESSLOG_KEYS", raising=False)
+    return env
+
+
+def beam_args(env: dict[str, str]) -> list[str]:
+    return shlex.split(env["ACCESSLOG_BEAM_ARGS"])
+
+
+def rest(env: dict[str, str], path: str, method: str = "GET") -> dict:
+    request = urllib.request.Request(env["FLINK_REST"] + path, method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    return json.loads(body) if body else {}
+
+
+def all_rows(warehouse: str, table: str = "access") -> list[tuple]:
+    con = connect(warehouse)
+    return con.execute(f"SELECT * EXCLUDE (date) FROM {table} ORDER BY source, source_line").fetchall()
+
+
+def test_batch_on_flink_equals_the_in_process_run(flink, tmp_path, capsys):
+    """`accesslog run ... --runner=PortableRunner (Flink job server)` into s3://: every committed row
+    equals the FnApiRunner run's, and read = parsed + rejected + expired per input."""
+    on_flink = f"s3://{flink['S3_BUCKET']}/flink-batch-{uuid.uuid4().hex[:8]}"
+    local = str(tmp_path / "local")
+    flags = ["--log-format", "timed_combined", "--now", SAMPLE_NOW, "--chunk-bytes", "65536"]
+    assert main(["run", *INPUTS, "--warehouse", local, *flags]) == 0
+    jobs_before = {j["jid"] for j in rest(flink, "/jobs/overview")["jobs"]}
+    assert main(["run", *INPUTS, "--warehouse", on_flink, *flags, *beam_args(flink)]) == 0, capsys.readouterr().err
+    ran = [j for j in rest(flink, "/jobs/overview")["jobs"] if j["jid"] not in jobs_before]
+    assert len(ran) == 1 and ran[0]["state"] == "FINISHED"      # it really ran on the Flink cluster
+    expected = all_rows(local)
+    assert len(expected) == 5996 and all_rows(on_flink) == expected
+    assert all_rows(on_flink, "rejects") == all_rows(local, "rejects")
+    [manifest] = wh.list_files(on_flink, "_runs", ".json")
+    for summary in wh.read_json(on_flink, manifest)["inputs"]:
+        assert summary["status"] == "committed"
+        assert summary["read"] == summary["parsed"] + summary["rejected"] + summary["expired"] > 0
+
+
+# -- streaming from Kafka -------------------------------------------------------------------------
+
+
+def produce(env: dict[str, str], topic: str, lines: list[str]) -> None:
+    """Send each line as one message (Kafka's own console producer, from the cluster's jars)."""
+    lib = Path(env["KAFKA_LIB"])
+    subprocess.run(["java", "-Xmx256m", "-cp", f"{lib}/*", "org.apache.kafka.tools.ConsoleProducer",
+                    "--bootstrap-server", env["KAFKA_BOOTSTRAP"], "--topic", topic],
+                   input="\n".join(lines) + "\n", text=True, check=True, timeout=120, capture_output=True)
+
+
+def log_line(when: datetime, path: str, ip: str = "198.51.100.7") -> str:
+    return (f'{ip} - - [{when:%d/%b/%Y:%H:%M:%S} +0000] "GET {path} HTTP/1.1" 200 512 "-" '
+            f'"Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"')
+
+
+def start_stream(env: dict[str, str], topic: str, warehouse: str, *extra: str) -> subprocess.Popen:
+    """`accesslog stream --source kafka` in its own process (the job runs until cancelled)."""
+    command = [sys.executable, "-m", "accesslog", "stream", "--source", "kafka", "--bootstrap-servers",
+               env["KAFKA_BOOTSTRAP"], "--topic", topic, "--kafka-expansion-service", env["KAFKA_EXPANSION_SERVICE"],
+               "--warehouse", warehouse, "--window-minutes", "0.1", "--allowed-lateness-minutes", "0.2",
+               *extra, *beam_args(env), "--checkpointing_interval=2000", "--streaming"]
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def running_job(env: dict[str, str], before: set[str], timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for job in rest(env, "/jobs/overview")["jobs"]:
+            if job["jid"] not in before and job["state"] == "RUNNING":
+                return job["jid"]
+        time.sleep(1)
+    raise AssertionError("the streaming job did not start on Flink")
+
+
+def cancel(env: dict[str, str], jid: str, proc: subprocess.Popen) -> None:
+    try:
+        rest(env, f"/jobs/{jid}?mode=cancel", method="PATCH")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stream_rows(warehouse: str) -> tuple[list[str], dict[str, int]]:
+    """(url paths of the access rows, reject reasons -> count) as readers see them (nothing yet
+    before the job's first file)."""
+    if not wh.list_files(warehouse, "", ".parquet", recursive=True):
+        return [], {}
+    con = connect(warehouse)
+    paths = [r[0] for r in con.execute("SELECT url_path FROM access").fetchall()]
+    reasons: dict[str, int] = {}
+    for (reason,) in con.execute("SELECT reason FROM rejects").fetchall():
+        kind = reason if reason in ("late", "expired") else "parse"
+        reasons[kind] = reasons.get(kind, 0) + 1
+    return paths, reasons
+
+
+def test_streaming_from_kafka_on_flink_accounts_for_every_line(flink, tmp_path):
+    """On time, late (within the allowed lateness), beyond lateness, expired and malformed lines:
+    each ends in exactly one of access / rejects late / rejects expired / rejects (parse)."""
+    env = {**flink, **cluster_env()}
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    warehouse = f"s3://{env['S3_BUCKET']}/stream-{topic}"
+    before = {j["jid"] for j in rest(env, "/jobs/overview")["jobs"]}
+    proc = start_stream(env, topic, warehouse, "--retention-days", "30")
+    jid = running_job(env, before)
+    try:
+        now = datetime.now(timezone.utc)
+        on_time = [f"/on/{i}" for i in range(40)]
+        produce(env, topic, [log_line(now, p) for p in on_time]
+                + [log_line(now - timedelta(days=60), f"/old/{i}") for i in range(5)]
+                + ["garbage line without a request", "\x16\x03\x01 binary"])
+        # once the first windows have closed (6 s windows, 12 s lateness), later lines for them are late
+        wait_for(lambda: len(stream_rows(warehouse)[0]) >= len(on_time), 120, "the on-time rows")
+        time.sleep(20)
+        produce(env, topic, [log_line(now, f"/too-late/{i}") for i in range(7)]
+                + [log_line(datetime.now(timezone.utc), f"/on/late-run/{i}") for i in range(3)])
+        expected_paths = sorted(on_time + [f"/on/late-run/{i}" for i in range(3)])
+        wait_for(lambda: sorted(stream_rows(warehouse)[0]) == expected_paths
+                 and stream_rows(warehouse)[1].get("late", 0) == 7, 120, "every line in its place")
+        paths, reasons = stream_rows(warehouse)
+        assert sorted(paths) == expected_paths                       # each once
+        assert reasons == {"expired": 5, "parse": 2, "late": 7}
+        checkpoints = rest(env, f"/jobs/{jid}/checkpoints")["counts"]["completed"]
+        assert checkpoints > 0                                       # Flink checkpointing is on
+    finally:
+        cancel(env, jid, proc)
