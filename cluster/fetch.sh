@@ -12,6 +12,12 @@ mkdir -p "$CACHE" "$FETCH_LOGS"
 command -v java >/dev/null || die "fetch failed: java not found; install a JDK 17 (apt-get install openjdk-17-jdk-headless)"
 command -v mvn >/dev/null || die "fetch failed: mvn not found; install Maven (apt-get install maven)"
 
+# the artifact Maven could not get, e.g. "org.apache.beam:beam-model-pipeline:pom:2.75.0 (not served)"
+mvn_missing() {
+  local a
+  a=$(grep -oE "(Could not find artifact|Failure to find|Failed to read artifact descriptor for|Could not transfer artifact) [^ ]+" "$1" | tail -n1 | awk '{print $NF}')
+  if [[ -n $a ]]; then echo "$a not available"; else first_error "$1"; fi
+}
 first_error() { grep -m1 -E '\[ERROR\]|ERROR:|error:' "$1" | sed 's/\x1b\[[0-9;]*m//g; s/^\[ERROR\] *//' | cut -c1-300; }
 
 fetched=0
@@ -45,7 +51,7 @@ mvn_copy() {
   rm -rf "$dest.tmp"
   if ! mvn -B -q -f "$CLUSTER_DIR/maven/$pom" -Dmaven.repo.local="$M2_REPO" "$@" \
       dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest.tmp" >"$log" 2>&1; then
-    die "fetch failed: Maven could not get the $what jars ($(first_error "$log")); check Maven Central access or the version in cluster/lib.sh; log: $log"
+    die "fetch failed: Maven could not get the $what jars ($(mvn_missing "$log")); check Maven Central access or the version in cluster/lib.sh; log: $log"
   fi
   rm -rf "$dest"
   mv "$dest.tmp" "$dest"

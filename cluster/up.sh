@@ -334,6 +334,10 @@ export AWS_ACCESS_KEY_ID=$S3_IDENTITY
 export AWS_SECRET_ACCESS_KEY=$S3_SECRET
 export AWS_REGION=$S3_REGION
 export AWS_DEFAULT_REGION=$S3_REGION
+# S3Proxy $S3PROXY_VERSION rejects the AWS SDKs' new default integrity checksums (pyarrow>=19 fails
+# UploadPart with XAmzContentSHA256Mismatch, GetObject with a response-stream error): opt out
+export AWS_REQUEST_CHECKSUM_CALCULATION=WHEN_REQUIRED
+export AWS_RESPONSE_CHECKSUM_VALIDATION=WHEN_REQUIRED
 export ACCESSLOG_MASTER_KEY=$(cat "$STATE/master-key")
 export ACCESSLOG_BEAM_ARGS='$BEAM_ARGS'
 export KAFKA_LIB=$KAFKA_LIB
