@@ -16,7 +16,9 @@ CONF=$STATE/conf
 # nor beam-sdks-java-io-expansion-service jar (no version 2.61-2.78), nor
 # beam-runners-flink-1.20 at all; the newest Beam whose plain Flink runner resolves with all
 # its dependencies is 2.62.0 with Flink 1.19 (2.70.0 lacks beam-runners-java-job-service).
-# So: Beam Java 2.62.0 -> Python apache-beam must be 2.62.0 too; Flink cluster 1.19.x.
+# So: Beam Java 2.62.0 (job server, KafkaIO) on a Flink 1.19.x cluster; the Python SDK (client and
+# workers alike) stays at the project's apache-beam: the portable Fn API between them held in every test,
+# and transforms/kafka.py sends KafkaIO its configuration as 2.62 defines it.
 BEAM_JAVA_VERSION=2.62.0
 FLINK_MINOR=1.19
 FLINK_VERSION=1.19.3
@@ -49,7 +51,7 @@ S3_SECRET=accesslog-local-secret
 S3_REGION=us-east-1
 S3_BUCKET=accesslog
 
-# Python that runs the Beam SDK workers (must have apache-beam == BEAM_JAVA_VERSION).
+# Python that runs the Beam SDK workers: the same apache-beam as the submitting client (the project venv).
 BEAM_PYTHON=${ACCESSLOG_CLUSTER_PYTHON:-$ROOT/.venv/bin/python}
 
 # Flink daemon scripts: private conf/log/pid dirs, stable pid file names.

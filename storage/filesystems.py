@@ -11,7 +11,7 @@ http://127.0.0.1:9000). They are read where the files are opened (a Beam worker)
 with the pipeline: transforms carry the warehouse URI, not a filesystem object.
 
 Object stores have no rename: a file is written straight to its name and appears whole when the
-upload completes (readers never see part of one). What that means for commits: storage.commits.
+upload completes (readers never see part of one). What that means for commits: storage.warehouse.
 """
 from __future__ import annotations
 

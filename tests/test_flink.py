@@ -60,18 +60,22 @@ def all_rows(warehouse: str, table: str = "access") -> list[tuple]:
 
 def test_batch_on_flink_equals_the_in_process_run(flink, tmp_path, capsys):
     """`accesslog run ... --runner=PortableRunner (Flink job server)` into s3://: every committed row
-    equals the FnApiRunner run's, and read = parsed + rejected + expired per input."""
+    (access, rejects and the sessions the run recomputes, also on Flink) equals the FnApiRunner
+    run's, and read = parsed + rejected + expired per input."""
     on_flink = f"s3://{flink['S3_BUCKET']}/flink-batch-{uuid.uuid4().hex[:8]}"
     local = str(tmp_path / "local")
-    flags = ["--log-format", "timed_combined", "--now", SAMPLE_NOW, "--chunk-bytes", "65536"]
+    flags = ["--log-format", "timed_combined", "--now", SAMPLE_NOW, "--chunk-bytes", "65536", "--sessions"]
     assert main(["run", *INPUTS, "--warehouse", local, *flags]) == 0
-    jobs_before = {j["jid"] for j in rest(flink, "/jobs/overview")["jobs"]}
-    assert main(["run", *INPUTS, "--warehouse", on_flink, *flags, *beam_args(flink)]) == 0, capsys.readouterr().err
-    ran = [j for j in rest(flink, "/jobs/overview")["jobs"] if j["jid"] not in jobs_before]
-    assert len(ran) == 1 and ran[0]["state"] == "FINISHED"      # it really ran on the Flink cluster
+    name = f"test-batch-{uuid.uuid4().hex[:8]}"
+    assert main(["run", *INPUTS, "--warehouse", on_flink, *flags, *beam_args(flink), f"--job_name={name}"]) == 0, \
+        capsys.readouterr().err
+    ran = [j for j in rest(flink, "/jobs/overview")["jobs"] if j["name"].startswith(name)]
+    assert len(ran) == 2 and {j["state"] for j in ran} == {"FINISHED"}   # ingest and sessions, on Flink
     expected = all_rows(local)
     assert len(expected) == 5996 and all_rows(on_flink) == expected
     assert all_rows(on_flink, "rejects") == all_rows(local, "rejects")
+    sessions = sorted(connect(local).execute("SELECT * FROM sessions").fetchall())
+    assert len(sessions) > 500 and sorted(connect(on_flink).execute("SELECT * FROM sessions").fetchall()) == sessions
     [manifest] = wh.list_files(on_flink, "_runs", ".json")
     for summary in wh.read_json(on_flink, manifest)["inputs"]:
         assert summary["status"] == "committed"
@@ -99,23 +103,32 @@ def start_stream(env: dict[str, str], topic: str, warehouse: str, *extra: str) -
     command = [sys.executable, "-m", "accesslog", "stream", "--source", "kafka", "--bootstrap-servers",
                env["KAFKA_BOOTSTRAP"], "--topic", topic, "--kafka-expansion-service", env["KAFKA_EXPANSION_SERVICE"],
                "--warehouse", warehouse, "--window-minutes", "0.1", "--allowed-lateness-minutes", "0.2",
-               *extra, *beam_args(env), "--checkpointing_interval=2000", "--streaming"]
+               *extra, *beam_args(env), "--checkpointing_interval=2000", "--streaming", f"--job_name=test-{topic}"]
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def running_job(env: dict[str, str], before: set[str], timeout: float = 120) -> str:
+def running_job(env: dict[str, str], topic: str, timeout: float = 120) -> str:
+    """The Flink job id of the stream of `topic` (its Beam job name), once it runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for job in rest(env, "/jobs/overview")["jobs"]:
-            if job["jid"] not in before and job["state"] == "RUNNING":
+            if job["name"].startswith(f"test-{topic}") and job["state"] == "RUNNING":
                 return job["jid"]
         time.sleep(1)
     raise AssertionError("the streaming job did not start on Flink")
 
 
 def cancel(env: dict[str, str], jid: str, proc: subprocess.Popen) -> None:
+    """Cancel the Flink job (until Flink says it ended) and end the submitting process."""
     try:
-        rest(env, f"/jobs/{jid}?mode=cancel", method="PATCH")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = rest(env, f"/jobs/{jid}")["state"]
+            if state in ("CANCELED", "FAILED", "FINISHED"):
+                break
+            if state != "CANCELLING":
+                rest(env, f"/jobs/{jid}?mode=cancel", method="PATCH")
+            time.sleep(1)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -154,9 +167,8 @@ def test_streaming_from_kafka_on_flink_accounts_for_every_line(flink, tmp_path):
     env = {**flink, **cluster_env()}
     topic = f"t-{uuid.uuid4().hex[:8]}"
     warehouse = f"s3://{env['S3_BUCKET']}/stream-{topic}"
-    before = {j["jid"] for j in rest(env, "/jobs/overview")["jobs"]}
-    proc = start_stream(env, topic, warehouse, "--retention-days", "30")
-    jid = running_job(env, before)
+    proc = start_stream(env, topic, warehouse, "--retention-days", "30", "--sessions", "--session-gap-minutes", "0.2")
+    jid = running_job(env, topic)
     try:
         now = datetime.now(timezone.utc)
         on_time = [f"/on/{i}" for i in range(40)]
@@ -166,15 +178,67 @@ def test_streaming_from_kafka_on_flink_accounts_for_every_line(flink, tmp_path):
         # once the first windows have closed (6 s windows, 12 s lateness), later lines for them are late
         wait_for(lambda: len(stream_rows(warehouse)[0]) >= len(on_time), 120, "the on-time rows")
         time.sleep(20)
+        late_run_at = datetime.now(timezone.utc).replace(microsecond=0)
         produce(env, topic, [log_line(now, f"/too-late/{i}") for i in range(7)]
-                + [log_line(datetime.now(timezone.utc), f"/on/late-run/{i}") for i in range(3)])
+                + [log_line(late_run_at, f"/on/late-run/{i}") for i in range(3)])
         expected_paths = sorted(on_time + [f"/on/late-run/{i}" for i in range(3)])
         wait_for(lambda: sorted(stream_rows(warehouse)[0]) == expected_paths
                  and stream_rows(warehouse)[1].get("late", 0) == 7, 120, "every line in its place")
         paths, reasons = stream_rows(warehouse)
         assert sorted(paths) == expected_paths                       # each once
         assert reasons == {"expired": 5, "parse": 2, "late": 7}
+        # Sessions on Flink equal the in-process (batch) sessions of the rows the stream kept.
+        kept = tmp_path / "kept.log"
+        kept.write_text("\n".join(log_line(now, p) for p in on_time) + "\n"
+                        + "\n".join(log_line(late_run_at, f"/on/late-run/{i}") for i in range(3)) + "\n")
+        assert main(["run", str(kept), "--warehouse", str(tmp_path / "batch"), "--sessions",
+                     "--session-gap-minutes", "0.2", "--retention-days", "30"]) == 0
+        columns = "client_id, host, session_start, session_end, requests, pages, bytes_sent, entry_path, exit_path"
+        expected_sessions = connect(str(tmp_path / "batch")).execute(f"SELECT {columns} FROM sessions").fetchall()
+        assert len(expected_sessions) == 2   # the on-time lines, and the late run 20 s later
+        wait_for(lambda: sorted(connect(warehouse).execute(f"SELECT {columns} FROM sessions").fetchall())
+                 == sorted(expected_sessions), 120, "the streamed sessions")
         checkpoints = rest(env, f"/jobs/{jid}/checkpoints")["counts"]["completed"]
         assert checkpoints > 0                                       # Flink checkpointing is on
     finally:
         cancel(env, jid, proc)
+
+
+def test_a_taskmanager_killed_mid_stream_loses_and_duplicates_nothing(flink, tmp_path):
+    """kill -9 the TaskManager while lines are in flight, start a new one: the job restores from its
+    last checkpoint, replays Kafka from the offsets saved there, and the committed rows are exactly
+    the lines produced, each once (pane files have fixed names, so a replayed pane replaces itself)."""
+    env = {**flink, **cluster_env()}
+    topic = f"crash-{uuid.uuid4().hex[:8]}"
+    warehouse = f"s3://{env['S3_BUCKET']}/stream-{topic}"
+    proc = start_stream(env, topic, warehouse)
+    jid = running_job(env, topic)
+    taskmanager = [str(ROOT / "cluster" / "taskmanager.sh")]
+    try:
+        sent: list[str] = []
+
+        def send(tag: str, n: int) -> None:
+            paths = [f"/{tag}/{i}" for i in range(n)]
+            produce(env, topic, [log_line(datetime.now(timezone.utc), p) for p in paths])
+            sent.extend(paths)
+
+        send("a", 300)
+        wait_for(lambda: len(stream_rows(warehouse)[0]) >= 300, 120, "the first rows")
+        completed = rest(env, f"/jobs/{jid}/checkpoints")["counts"]["completed"]
+        wait_for(lambda: rest(env, f"/jobs/{jid}/checkpoints")["counts"]["completed"] > completed, 60,
+                 "a checkpoint after the first rows")
+        send("b", 300)
+        subprocess.run(["bash", *taskmanager, "kill9"], check=True, timeout=60, capture_output=True)
+        send("c", 200)                                      # produced while no TaskManager runs
+        subprocess.run(["bash", *taskmanager, "start"], check=True, timeout=180, capture_output=True)
+        wait_for(lambda: rest(env, f"/jobs/{jid}/checkpoints")["counts"]["restored"] >= 1, 180,
+                 "the job to restore from its checkpoint")
+        send("d", 200)
+        wait_for(lambda: sorted(stream_rows(warehouse)[0]) == sorted(sent), 240, "every line, once")
+        time.sleep(10)   # nothing more arrives later (no replayed duplicate)
+        paths, reasons = stream_rows(warehouse)
+        assert len(paths) == len(set(paths)) == len(sent) == 1000 and set(paths) == set(sent)
+        assert reasons == {}
+    finally:
+        cancel(env, jid, proc)
+        subprocess.run(["bash", *taskmanager, "start"], timeout=180, capture_output=True)
