@@ -366,12 +366,10 @@ def _erase_from_file(root: Path, m: FileMatch, pseudonyms: Pseudonyms) -> dict |
             return None   # removed meanwhile (e.g. by retention)
         before = os.stat(m.path)
         parquet = _open_parquet(m.path)
-        table = parquet.read()
-        mask = subject_mask(m.table, table, pseudonyms)
-        erased = pc.sum(mask.cast(pa.int64())).as_py() or 0
+        table, kept = _without_subject(parquet, m.table, pseudonyms)
+        erased = table.num_rows - kept.num_rows
         if not erased:
             return None
-        kept = table.filter(pc.invert(mask))
         tmp = None if kept.num_rows == 0 else _write_like(kept, parquet.metadata, m.path, before)
         if not _same_file(before, m.path):   # a batch run replaced it meanwhile: redo with the new one
             if tmp:
@@ -391,16 +389,20 @@ def _erase_from_file(root: Path, m: FileMatch, pseudonyms: Pseudonyms) -> dict |
                          "warehouse and retry")
 
 
+def _without_subject(parquet: pq.ParquetFile, table_name: str, pseudonyms: Pseudonyms) -> tuple[pa.Table, pa.Table]:
+    """(the file's rows, the rows that do not mention the subject)."""
+    table = parquet.read()
+    return table, table.filter(pc.invert(subject_mask(table_name, table, pseudonyms)))
+
+
 def _erase_from_object(root, m: FileMatch, pseudonyms: Pseudonyms) -> dict | None:
     """An object store's file: written again under its own name by one upload (which replaces the
     object whole), or deleted when nothing is left; the name keeps it committed."""
     parquet = _open_file(m.path, m.warehouse)
-    table = parquet.read()
-    mask = subject_mask(m.table, table, pseudonyms)
-    erased = pc.sum(mask.cast(pa.int64())).as_py() or 0
+    table, kept = _without_subject(parquet, m.table, pseudonyms)
+    erased = table.num_rows - kept.num_rows
     if not erased:
         return None
-    kept = table.filter(pc.invert(mask))
     if kept.num_rows == 0:
         delete_file(m.warehouse, str(m.path))
     else:
