@@ -11,7 +11,7 @@ $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[test,fast]'
-	$(PY) -m compileall -q accesslog pipelines transforms schemas
+	$(PY) -m compileall -q accesslog pipelines transforms storage schemas
 	touch $(STAMP)
 
 setup: $(STAMP)
