@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -47,10 +48,18 @@ def beam_args(env: dict[str, str]) -> list[str]:
 
 
 def rest(env: dict[str, str], path: str, method: str = "GET") -> dict:
+    """Flink's REST API; retried while the JobManager is busy (it answers slowly during a recovery)."""
     request = urllib.request.Request(env["FLINK_REST"] + path, method=method)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = response.read()
-    return json.loads(body) if body else {}
+    for attempt in range(5):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                body = response.read()
+            return json.loads(body) if body else {}
+        except (TimeoutError, ConnectionError, urllib.error.URLError):
+            if attempt == 4:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
 
 
 def all_rows(warehouse: str, table: str = "access") -> list[tuple]:
@@ -98,8 +107,17 @@ def log_line(when: datetime, path: str, ip: str = "198.51.100.7") -> str:
             f'"Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"')
 
 
+def create_topic(env: dict[str, str], topic: str) -> None:
+    """Before the job starts: KafkaIO looks up the topic's partitions when the job starts, so a topic
+    that only appears later (auto-created by the first produce) may never be read."""
+    subprocess.run(["java", "-Xmx128m", "-cp", f"{env['KAFKA_LIB']}/*", "org.apache.kafka.tools.TopicCommand",
+                    "--bootstrap-server", env["KAFKA_BOOTSTRAP"], "--create", "--if-not-exists", "--topic", topic,
+                    "--partitions", "1", "--replication-factor", "1"], check=True, timeout=60, capture_output=True)
+
+
 def start_stream(env: dict[str, str], topic: str, warehouse: str, *extra: str) -> subprocess.Popen:
     """`accesslog stream --source kafka` in its own process (the job runs until cancelled)."""
+    create_topic(env, topic)
     command = [sys.executable, "-m", "accesslog", "stream", "--source", "kafka", "--bootstrap-servers",
                env["KAFKA_BOOTSTRAP"], "--topic", topic, "--kafka-expansion-service", env["KAFKA_EXPANSION_SERVICE"],
                "--warehouse", warehouse, "--window-minutes", "0.1", "--allowed-lateness-minutes", "0.2",
@@ -161,7 +179,43 @@ def stream_rows(warehouse: str) -> tuple[list[str], dict[str, int]]:
     return paths, reasons
 
 
-def test_streaming_from_kafka_on_flink_accounts_for_every_line(flink, tmp_path):
+@pytest.fixture(scope="module")
+def kafka_reading(tmp_path_factory) -> None:
+    """Start (and cancel) one small stream before the streaming tests, until a line gets through.
+
+    Known issue, seen in CI and on every freshly started cluster: the first streaming job's Kafka
+    read (KafkaIO's splittable DoFn, Beam 2.62 on Flink 1.19) can stall before its reading consumer
+    starts; the same job started again reads at once. KafkaIO's UnboundedSource
+    (use_deprecated_read) did not stall, but lost lines after a TaskManager was killed, so the
+    splittable read stays and the stall is worked around here and in the README."""
+    env = {**require("FLINK_REST", "JOB_ENDPOINT", "S3_ENDPOINT", "KAFKA_BOOTSTRAP"), **cluster_env()}
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                           "AWS_REGION", "ACCESSLOG_MASTER_KEY")}
+    os.environ.update({k: env[k] for k in saved})
+    try:
+        for attempt in range(3):
+            topic = f"warm-{uuid.uuid4().hex[:8]}"
+            warehouse = f"s3://{env['S3_BUCKET']}/stream-{topic}"
+            proc = start_stream(env, topic, warehouse)
+            jid = running_job(env, topic)
+            try:
+                produce(env, topic, [log_line(datetime.now(timezone.utc), "/warm-up")])
+                wait_for(lambda w=warehouse: stream_rows(w)[0] == ["/warm-up"], 75, "the warm-up line")
+                return
+            except AssertionError:
+                if attempt == 2:
+                    raise
+            finally:
+                cancel(env, jid, proc)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_streaming_from_kafka_on_flink_accounts_for_every_line(flink, kafka_reading, tmp_path):
     """On time, late (within the allowed lateness), beyond lateness, expired and malformed lines:
     each ends in exactly one of access / rejects late / rejects expired / rejects (parse)."""
     env = {**flink, **cluster_env()}
@@ -204,7 +258,7 @@ def test_streaming_from_kafka_on_flink_accounts_for_every_line(flink, tmp_path):
         cancel(env, jid, proc)
 
 
-def test_a_taskmanager_killed_mid_stream_loses_and_duplicates_nothing(flink, tmp_path):
+def test_a_taskmanager_killed_mid_stream_loses_and_duplicates_nothing(flink, kafka_reading, tmp_path):
     """kill -9 the TaskManager while lines are in flight, start a new one: the job restores from its
     last checkpoint, replays Kafka from the offsets saved there, and the committed rows are exactly
     the lines produced, each once (pane files have fixed names, so a replayed pane replaces itself)."""
