@@ -177,7 +177,7 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     failed = [s for s in summaries if s["status"] != "committed"]
     if config.sessions:
         with worker_stderr_silenced(quiet_workers):
-            doc["sessions"] = recompute_sessions(warehouse, days_written(summaries), options, run_id,
+            doc["sessions"] = recompute_sessions(warehouse, days_written(summaries), options,
                                                  config.session_gap_minutes)
         wh.write_manifest(warehouse, run_id, doc)
     if config.apply_retention:

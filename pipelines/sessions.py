@@ -66,7 +66,7 @@ def _day_chunks(warehouse: str, day: str) -> list[RecordChunk]:
     return chunks
 
 
-def recompute_sessions(warehouse: str, days: list[str], options, run_id: str, gap_minutes: int = 30) -> dict:
+def recompute_sessions(warehouse: str, days: list[str], options, gap_minutes: int = 30) -> dict:
     """Replace the sessions partitions of `days` -> {day: sessions written}."""
     chunks = [c for day in days for c in _day_chunks(warehouse, day)]
     stage_id = wh.new_run_id()   # a run id of its own: on an object store it names the staged files

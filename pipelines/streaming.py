@@ -173,7 +173,7 @@ def build_streaming_pipeline(lines, config: StreamingConfig, fmt, keystore, scru
     lateness_us = int(round(config.allowed_lateness_minutes * 60_000_000))
     ingested = (lines
                 | "LinesToChunks" >> beam.ParDo(LinesToChunks(config.source_name, max_lines))
-                | "IngestChunks" >> IngestChunks(fmt if isinstance(fmt, dict) else {"": fmt}, keystore, scrubber,
+                | "IngestChunks" >> IngestChunks({"": fmt}, keystore, scrubber,
                                                  now, settings.retention_days, settings.ip_mode, settings.geoip_db,
                                                  settings.geo_detail, route_expired=True, fixed_now=not rolling_now))
     gated = (ingested["records"]

@@ -266,14 +266,38 @@ def committed_runs(warehouse: str | os.PathLike) -> dict[str, str]:
     """input_id -> the run whose files of that input are visible: the newest run whose manifest
     says the input committed."""
     newest: dict[str, str] = {}
-    for rel in list_files(warehouse, "_runs", ".json"):
-        doc = read_json(warehouse, rel) or {}
+    for rel, doc in _manifests(warehouse):
         run_id = doc.get("run_id") or Path(rel).stem
         for entry in doc.get("inputs", []):
             input_id = entry.get("input_id")
             if entry.get("status") == "committed" and input_id and run_id >= newest.get(input_id, ""):
                 newest[input_id] = run_id
     return newest
+
+
+_MANIFESTS: dict[tuple, dict] = {}   # (path, size, mtime) -> parsed manifest
+
+
+def _manifests(warehouse: str | os.PathLike) -> list[tuple[str, dict]]:
+    """(relative path, document) of every run manifest. A report asks for the committed runs once
+    per table and per day fingerprint: manifests are listed each time (one request) but read again
+    only when they changed."""
+    target = store(warehouse)
+    try:
+        infos = target.fs.get_file_info(pafs.FileSelector(target.path("_runs"), allow_not_found=True))
+    except (OSError, ValueError) as e:
+        raise store_error(target, "list", e) from None
+    out = []
+    for info in sorted(infos, key=lambda i: i.path):
+        if info.type != pafs.FileType.File or not info.path.endswith(".json") or info.base_name.startswith("."):
+            continue
+        rel, key = f"_runs/{info.base_name}", (info.path, info.size, info.mtime_ns)
+        if key not in _MANIFESTS:
+            if len(_MANIFESTS) > 4096:
+                _MANIFESTS.clear()
+            _MANIFESTS[key] = read_json(warehouse, rel) or {}
+        out.append((rel, _MANIFESTS[key]))
+    return out
 
 
 def visible_files(warehouse: str | os.PathLike, table: str) -> list[str]:

@@ -12,7 +12,6 @@ from pipelines.flags import FORMAT_OPTIONS, PRIVACY_OPTIONS, RUN_OPTIONS, SETTIN
 from pipelines.settings import Settings
 from schemas.errors import AccesslogError
 from storage.keystore import KEYS_ENV, MASTER_ENV, Keystore
-from transforms.lines import CHUNK_BYTES
 
 # The commands import the pipelines (and with them Apache Beam, 0.5 s) when they run, not when the
 # parser is built: `accesslog stats --help` should not wait for Beam.
@@ -136,7 +135,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     from pipelines.follow import FollowConfig, FollowRun, parse_interval
 
     config = FollowConfig(Settings.from_namespace(args), paths=list(args.paths),
-                          interval=parse_interval(args.interval), once=args.once, chunk_bytes=CHUNK_BYTES,
+                          interval=parse_interval(args.interval), once=args.once,
                           quiet_workers=not os.environ.get(DEBUG_ENV))
     return FollowRun(config).run()
 
