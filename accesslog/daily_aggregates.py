@@ -12,7 +12,10 @@ and a day that disappeared is dropped from the cache.
 
 The tables live in DuckDB's `temp` schema (one cache per connection) or, with
 `connect(cache_file=...)`, in a DuckDB file that survives the process. They hold counts per
-path, hour, status, browser...; never a client_id. At most MAX_SCOPES scopes are kept.
+path, hour, status, browser...; never a client_id. At most MAX_SCOPES scopes are kept. Paths,
+hosts and referrer hosts are values of the rows, and a DuckDB file keeps freed blocks with their
+old bytes: the cache file is deleted, not refreshed, when rows are deleted (subject erase and
+retention remove WAREHOUSE/_cache/ with storage.retention.remove_stats_cache).
 
 Definitions (shared by every report; see also accesslog.stats):
 

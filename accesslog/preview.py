@@ -21,7 +21,7 @@ from transforms.detect import detect, sample_lines
 from transforms.enrich import GeoLookup, UserAgentParser, enrich_records
 from transforms.error_entries import pseudonymize_errors
 from transforms.formats import LogFormat, resolve_format
-from transforms.parse import parse_chunk
+from transforms.parse import latest_time_us, parse_apart
 from transforms.pseudonymize import pseudonymize_records
 from transforms.rejects import redaction_plan, rejects_table
 from transforms.scrub import Scrubber, scrub_records
@@ -59,7 +59,7 @@ def preview(log_input: LogInput, fmt: LogFormat, keystore: Keystore, scrubber: S
     user_agents = UserAgentParser()
     now = datetime.now(timezone.utc)
     for chunk in _limited(log_input, limit):
-        records, rejects = parse_chunk(fmt, chunk)
+        records, rejects = parse_apart(fmt, chunk, latest_time_us(now))   # as the pipeline parses
         if records.table == "errors":
             table = pseudonymize_errors(records.records, keystore, scrubber)
         else:

@@ -88,7 +88,9 @@ def connect(warehouse: str | Path, *, threads: int | None = None,
     a table without files gets an empty view with the schema's columns, so reports return no
     rows instead of failing. `threads` defaults to DuckDB's choice. The per-day aggregates
     live in the connection's temp schema, or in the DuckDB file `cache_file` (created if
-    needed) so that the next process starts warm; it holds counts, never a client_id.
+    needed) so that the next process starts warm; it holds counts, never a client_id, but
+    paths and hosts of the rows: delete it after deleting rows (erase and retention delete
+    WAREHOUSE/_cache/, where `accesslog stats` keeps it).
     Raises AccesslogError when the warehouse folder does not exist or the cache file cannot
     be opened (e.g. another process has it open).
     """

@@ -26,10 +26,13 @@ their values, order, schema, compression, sorting metadata and row-group size.
 A row that mentions the person anywhere (e.g. an error entry quoting their IP)
 is erased whole. Rows come back if the raw logs holding them are ingested again.
 The raw IP or name is never printed, logged or written (audit entries name
-pseudonyms and key periods).
+pseudonyms and key periods). A rewritten file's dictionaries hold only the kept
+rows' values, and the stats cache (WAREHOUSE/_cache/, computed from the old rows)
+is deleted by every erase, interrupted ones included; `accesslog stats` rebuilds it.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -51,10 +54,11 @@ from schemas.errors import AccesslogError, SettingError
 from storage.audit import audit_doc, write_audit
 from storage.filesystems import is_remote
 from storage.keystore import Keystore, period_label
-from storage.retention import Partition, date_partitions
+from storage.retention import Partition, date_partitions, remove_stats_cache
 from storage.warehouse import TABLE_DIRS, delete_file, existing, fsync_dir, fsync_file, parquet_target
 from transforms.fields import normalize_ip
 from transforms.pseudonymize import cryptopan_pseudonyms, ip_pseudonym, user_pseudonym
+from transforms.write import compact_dictionaries
 
 # The columns of each table that can identify a person; `ip:<pseudonym>` tokens in the text ones.
 IDENTIFYING_COLUMNS = {"access": ("client_id", "user_id"), "errors": ("client_id", "message"),
@@ -305,8 +309,8 @@ def erase_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Sub
                   date_from: date | None = None, date_to: date | None = None, dry_run: bool = False) -> dict:
     """Rewrite every file holding the subject's rows without them (delete files left empty) and
     write an audit entry. Returns the report: key_periods (pseudonyms), rows_erased per table,
-    files [{table, date, file, rows_before, rows_erased, action}], audit path. `dry_run`: report
-    what would go, change nothing, write no audit."""
+    files [{table, date, file, rows_before, rows_erased, action}], stats_cache_removed, audit
+    path. `dry_run`: report what would go, change nothing, write no audit."""
     root = existing(warehouse)
     if not dry_run and not is_remote(warehouse):
         _refuse_during_run(root)
@@ -318,7 +322,7 @@ def erase_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Sub
         "periods_shredded": search.pseudonyms.shredded,
         "periods_without_key": search.pseudonyms.without_key,
         "rows_erased": {table: 0 for table in TABLE_DIRS}, "files": [],
-        "dry_run": dry_run, "status": "complete", "audit": None,
+        "stats_cache_removed": False, "dry_run": dry_run, "status": "complete", "audit": None,
     }
     if dry_run:
         for m in search.matches:
@@ -337,17 +341,33 @@ def erase_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Sub
         # Files done so far are erased; record them, then fail. Rerunning finishes the job.
         report["status"] = "interrupted"
         report["error"] = type(e).__name__
+        with contextlib.suppress(OSError):
+            report["stats_cache_removed"] = remove_stats_cache(root)
         _audit_best_effort(root, report)
         raise
-    report["audit"] = str(write_audit(root, "erase", audit_doc(report)))
+    # Even when nothing was found: an earlier, interrupted erase may have rewritten the files only.
+    report["stats_cache_removed"] = remove_stats_cache(root)
+    report["audit"] = str(write_audit(root, "erase", _erase_audit(report)))
     return report
 
 
+def _erase_audit(report: dict) -> dict:
+    """The erase report as its audit entry keeps it: which key periods were searched, not the erased
+    person's pseudonyms (once erased, no file may still link them to anything)."""
+    doc = audit_doc(report)
+    doc["key_periods"] = [{"label": p["label"], "key_id": p.get("key_id")} for p in report["key_periods"]]
+    return doc
+
+
 def _refuse_during_run(root: Path) -> None:
-    staging = root / "_staging"
-    if staging.is_dir() and any(staging.iterdir()):
-        raise AccesslogError(f"a batch run is writing to this warehouse ({staging} exists): wait until it "
-                             "finishes and retry (if no run is active, remove that folder)")
+    # A live run's lock means wait; staging a killed run left (its lock free) goes: it holds
+    # uncommitted rows, the subject's among them.
+    from storage.warehouse import remove_stale_staging
+
+    live = remove_stale_staging(root)[1]
+    if live:
+        raise AccesslogError(f"a batch run is writing to this warehouse (run {live[0]}, staging in "
+                             f"{root / '_staging'}): wait until it finishes and retry")
 
 
 def _file_entry(root: Path, m: FileMatch, before: int, erased: int, action: str) -> dict:
@@ -390,9 +410,11 @@ def _erase_from_file(root: Path, m: FileMatch, pseudonyms: Pseudonyms) -> dict |
 
 
 def _without_subject(parquet: pq.ParquetFile, table_name: str, pseudonyms: Pseudonyms) -> tuple[pa.Table, pa.Table]:
-    """(the file's rows, the rows that do not mention the subject)."""
+    """(the file's rows, the rows that do not mention the subject). Strings read as dictionaries (a
+    file written with its Arrow schema) keep the file's whole dictionary through the filter: the
+    kept rows get one of their own values only, so the subject's values are not written back."""
     table = parquet.read()
-    return table, table.filter(pc.invert(subject_mask(table_name, table, pseudonyms)))
+    return table, compact_dictionaries(table.filter(pc.invert(subject_mask(table_name, table, pseudonyms))))
 
 
 def _erase_from_object(root, m: FileMatch, pseudonyms: Pseudonyms) -> dict | None:
@@ -458,6 +480,6 @@ def _remove_stale_temp_files(folder: Path) -> None:
 
 def _audit_best_effort(root: Path, report: dict) -> None:
     try:
-        report["audit"] = str(write_audit(root, "erase", audit_doc(report)))
+        report["audit"] = str(write_audit(root, "erase", _erase_audit(report)))
     except Exception:   # the original failure matters more than its record
         pass

@@ -4,11 +4,17 @@
         [--runner=FnApiRunner --direct_running_mode=multi_processing --direct_num_workers=2]
 
 `accesslog run` is the same thing with positional inputs. The driver identifies the inputs, runs
-the Beam pipeline (ReadLogChunks | IngestChunks | WriteAndCommit), then writes the run manifest and
-returns the per-input summary.
+the Beam pipeline (ReadLogChunks | IngestChunks | StageInputs), then commits: it moves each input's
+staged files into place and writes the run manifest, undoing the moves if anything fails before
+the manifest is written (a full disk, a refused permission, Ctrl-C, SIGTERM), so no data file is
+ever visible without the manifest that lists it. The run owns its staging folder by a lock for its
+whole life (storage.warehouse.staging); staging that a killed run left behind is removed by the
+next run.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -20,20 +26,22 @@ from datetime import datetime, timezone
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.entry import guarded
+from pipelines.entry import failure_of, guarded
 from pipelines.flags import RUN_OPTIONS
-from pipelines.ingest import IngestChunks, WriteAndCommit
+from pipelines.ingest import IngestChunks
 from pipelines.options import AccessLogOptions
 from pipelines.prepare import beam_options, format_options, prepare_outputs, resolve_formats, worker_stderr_silenced
 from pipelines.sessions import days_written, recompute_sessions
 from pipelines.settings import Settings
 from schemas.errors import AccesslogError, SettingError
 from storage import warehouse as wh
+from storage.filesystems import is_remote
 from storage.keystore import Keystore
 from storage.retention import apply_retention
 from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
 from transforms.formats import LogFormat
 from transforms.scrub import Scrubber
+from transforms.write import WriteParquetPartitions, WrittenChunk, commit_input
 
 
 @dataclass
@@ -122,21 +130,61 @@ def identify_inputs(patterns: list[str], warehouse: str) -> tuple[list[LogInput]
     return list(unique.values()), temp
 
 
+class StageInputs(beam.PTransform):
+    """IngestChunks' outputs -> input ids, once each input's access, errors and rejects rows are
+    written to the run's staging folder and what was staged (files and line counts) is recorded
+    there as `_inputs/<input_id>.json`, for the driver to commit (`commit_run`)."""
+
+    def __init__(self, warehouse: str, run_id: str):
+        super().__init__()
+        self.warehouse, self.run_id = warehouse, run_id
+
+    def expand(self, ingested: dict):
+        written = [ingested[name] | f"Write{table.title()}" >> WriteParquetPartitions(self.warehouse, self.run_id,
+                                                                                        table)
+                   for name, table in (("records", "access"), ("errors", "errors"), ("rejects", "rejects"))]
+        return (written
+                | "AllWritten" >> beam.Flatten()
+                | "ByInput" >> beam.Map(lambda w: (w.input_id, w))
+                | "GatherInput" >> beam.GroupByKey()
+                | "RecordStaged" >> beam.Map(record_staged, self.warehouse, self.run_id))
+
+
+def record_staged(staged: tuple, warehouse: str, run_id: str) -> str:
+    """(input id, its WrittenChunks) -> the input id, once they are recorded for the commit."""
+    input_id, written = staged
+    wh.write_json(warehouse, _staged_record(run_id, input_id),
+                  {"written": [dataclasses.asdict(w) for w in written]})
+    return input_id
+
+
+def staged_chunks(warehouse: str, run_id: str, input_id: str) -> list[WrittenChunk]:
+    """What StageInputs recorded for one input; [] for an input that produced no chunk (empty)."""
+    doc = wh.read_json(warehouse, _staged_record(run_id, input_id)) or {}
+    return [WrittenChunk(**{**w, "files": [tuple(pair) for pair in w["files"]]}) for w in doc.get("written", [])]
+
+
+def _staged_record(run_id: str, input_id: str) -> str:
+    return f"_staging/{run_id}/_inputs/{input_id}.json"
+
+
 def build_pipeline(p: beam.Pipeline, config: RunConfig, inputs: list[LogInput], formats: dict[str, LogFormat],
                    keystore: Keystore, scrubber: Scrubber, warehouse: str, run_id: str, now: datetime,
                    redistribute: bool = False):
-    """Wire the batch pipeline; returns the PCollection of per-input summaries."""
+    """Wire the batch pipeline; returns the PCollection of the ids of the inputs staged."""
     settings = config.settings
     return (p
             | "Inputs" >> beam.Create(inputs)
             | "ReadLogChunks" >> ReadLogChunks(config.chunk_bytes, redistribute=redistribute)
             | "IngestChunks" >> IngestChunks(formats, keystore, scrubber, now, settings.retention_days,
                                              settings.ip_mode, settings.geoip_db, settings.geo_detail)
-            | "WriteAndCommit" >> WriteAndCommit(warehouse, run_id, config.max_reject_ratio))
+            | "StageInputs" >> StageInputs(warehouse, run_id))
 
 
 def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
-    """Run the batch job. Raises AccesslogError for bad configuration before reading any input."""
+    """Run the batch job. Raises AccesslogError for bad configuration before reading any input, and
+    for a failure of the machine (EnvironmentFailure) or a key shredded meanwhile (ConcurrentChange),
+    after which the warehouse is as it was before the run."""
     started = time.perf_counter()
     settings = config.settings
     # A bad format, zone or proxy list fails before anything is read or created
@@ -147,20 +195,40 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     warehouse, keystore, scrubber = prepare_outputs(settings, now)
     options, redistribute = beam_options(config.beam_args)
     run_id = wh.new_run_id()
+    for stale in wh.remove_stale_staging(warehouse)[0]:
+        print(f"accesslog: removed the uncommitted files of run {stale}, which was interrupted", file=sys.stderr)
     inputs, temp = identify_inputs(config.inputs, warehouse)
     try:
-        if formats is None:
-            inputs, formats = resolve_formats(settings, inputs)
-        with worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
-            build_pipeline(p, config, inputs, formats, keystore, scrubber, warehouse, run_id, now, redistribute)
-        summaries = [{**summary, "fingerprint_bytes": i.fingerprint_bytes, "gzipped": i.gzipped}
-                     for i, summary in zip(inputs, collect_summaries(warehouse, run_id, inputs))]
+        with explained(warehouse, "this run committed nothing"), wh.staging(warehouse, run_id):
+            if formats is None:
+                inputs, formats = resolve_formats(settings, inputs)
+            with worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
+                build_pipeline(p, config, inputs, formats, keystore, scrubber, warehouse, run_id, now, redistribute)
+            elapsed = time.perf_counter() - started
+            doc = manifest_doc(run_id, elapsed, inputs, formats, settings, now)
+            summaries, manifest = commit_run(warehouse, run_id, inputs, config.max_reject_ratio, doc)
     finally:
         for path in temp:
             os.unlink(path)
-        wh.remove_staging(warehouse, run_id)
-    elapsed = time.perf_counter() - started
-    doc = {
+    with explained(warehouse, f"run {run_id} committed its inputs; rerun it to finish"):
+        if remove_superseded(warehouse, run_id, summaries):
+            wh.write_manifest(warehouse, run_id, doc)
+        failed = [s for s in summaries if s["status"] != "committed"]
+        if config.sessions:
+            with worker_stderr_silenced(quiet_workers):
+                doc["sessions"] = recompute_sessions(warehouse, days_written(summaries), options,
+                                                     config.session_gap_minutes)
+            wh.write_manifest(warehouse, run_id, doc)
+        if config.apply_retention:
+            doc["retention"] = apply_retention(warehouse, settings.retention_days, now, keystore)
+            wh.write_manifest(warehouse, run_id, doc)
+    return RunResult(run_id, manifest, summaries, elapsed, failed, keystore.created)
+
+
+def manifest_doc(run_id: str, elapsed: float, inputs: list[LogInput], formats: dict[str, LogFormat],
+                 settings: Settings, now: datetime) -> dict:
+    """The run manifest before its per-input summaries (`commit_run` adds them as "inputs")."""
+    return {
         "run_id": run_id,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "elapsed_seconds": round(elapsed, 3),
@@ -169,21 +237,53 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         "retention_days": settings.retention_days,
         "now": now.isoformat(),
         "key_period": settings.key_period,
-        "inputs": summaries,
     }
-    manifest = wh.write_manifest(warehouse, run_id, doc)   # the inputs are committed: say so now
-    if remove_superseded(warehouse, run_id, summaries):
-        wh.write_manifest(warehouse, run_id, doc)
-    failed = [s for s in summaries if s["status"] != "committed"]
-    if config.sessions:
-        with worker_stderr_silenced(quiet_workers):
-            doc["sessions"] = recompute_sessions(warehouse, days_written(summaries), options,
-                                                 config.session_gap_minutes)
-        wh.write_manifest(warehouse, run_id, doc)
-    if config.apply_retention:
-        doc["retention"] = apply_retention(warehouse, settings.retention_days, now, keystore)
-        wh.write_manifest(warehouse, run_id, doc)
-    return RunResult(run_id, manifest, summaries, elapsed, failed, keystore.created)
+
+
+@contextlib.contextmanager
+def explained(warehouse: str, note: str):
+    """Raise what a failure in the block really was (pipelines.entry.failure_of: a full disk, a
+    refused permission, a key shredded meanwhile, Ctrl-C inside a worker), saying `note` about
+    what the run left; a bug goes on unchanged."""
+    try:
+        yield
+    except AccesslogError:
+        raise
+    except Exception as e:
+        failure = failure_of(e, warehouse, note)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def commit_run(warehouse: str, run_id: str, inputs: list[LogInput], max_reject_ratio: float,
+               doc: dict) -> tuple[list[dict], str]:
+    """Publish the staged files of every input that passed its reject-ratio check, then write the
+    run manifest `doc` with the per-input summaries -> (summaries, manifest path). On a local
+    warehouse, the files moved and removed are put back if anything fails before the manifest is
+    written; on an object store the manifest itself is the commit."""
+    publication = None if is_remote(warehouse) else wh.Publication(warehouse, run_id)
+    summaries = []
+    try:
+        for log_input in inputs:
+            written = staged_chunks(warehouse, run_id, log_input.input_id)
+            if written:
+                if publication is not None:
+                    publication.keep([final for w in written for _, final in w.files]
+                                     + wh.input_files(warehouse, log_input.input_id))
+                summary = commit_input(log_input.input_id, written, warehouse, run_id, max_reject_ratio)
+            else:   # an empty input produces no chunk and commits nothing
+                summary = {"input_id": log_input.input_id, "read": 0, "parsed": 0, "rejected": 0, "expired": 0,
+                           "rows_access": 0, "rows_rejects": 0, "seconds": 0.0, "status": "committed", "files": []}
+            summaries.append({**summary, "source": log_input.source, "fingerprint_bytes": log_input.fingerprint_bytes,
+                              "gzipped": log_input.gzipped})
+        doc["inputs"] = summaries
+        manifest = wh.write_manifest(warehouse, run_id, doc)   # the inputs are committed: say so now
+    except BaseException:
+        if publication is not None:
+            publication.undo()
+        raise
+    return summaries, manifest
 
 
 def remove_superseded(warehouse: str, run_id: str, summaries: list[dict]) -> int:
@@ -202,9 +302,9 @@ def remove_superseded(warehouse: str, run_id: str, summaries: list[dict]) -> int
 
 
 def collect_summaries(warehouse: str, run_id: str, inputs) -> list[dict]:
-    """The per-input summaries CommitInputs left in the run's staging folder, in the order of
-    `inputs` (anything with input_id and source: LogInputs, follow's micro-batch spans); an input
-    that produced no chunk (empty) has committed nothing."""
+    """The per-input summaries CommitInputs (pipelines.ingest.WriteAndCommit, which follow uses)
+    left in the run's staging folder, in the order of `inputs` (anything with input_id and
+    source); an input that produced no chunk (empty) has committed nothing."""
     out = []
     for log_input in inputs:
         summary = wh.read_json(warehouse, f"_staging/{run_id}/_inputs/{log_input.input_id}.json")

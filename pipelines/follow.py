@@ -22,11 +22,10 @@ rejects; a micro-batch always commits (no reject-ratio check on a handful of lin
 """
 from __future__ import annotations
 
+import errno
 import fcntl
-import glob
 import os
 import re
-import shutil
 import signal
 import sys
 import threading
@@ -100,16 +99,21 @@ class FollowRun:
     def _lock(self) -> None:
         folder = follow_dir(self.warehouse)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock = folder / "lock"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise AccesslogError(f"follow lock {lock} is a symbolic link: remove it (`rm {lock}`) and start "
+                                 "again; accesslog creates it as a plain file") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             raise AccesslogError(f"another `accesslog follow` is using {self.warehouse}: stop it first") from None
         self._lock_fd = fd
-        # Staging left by a follower that was killed: nobody else follows this warehouse.
-        for stale in glob.glob(os.path.join(glob.escape(self.warehouse), "_staging", "follow-*")):
-            shutil.rmtree(stale, ignore_errors=True)
+        wh.remove_stale_staging(self.warehouse)   # left by a follower (or a run) that was killed
 
     def micro_batch(self, follower: Follower) -> int:
         """One micro-batch: returns the number of lines committed."""
@@ -126,13 +130,11 @@ class FollowRun:
         run_id = "follow-" + wh.new_run_id()
         options, _ = beam_options(["--runner=FnApiRunner", "--default_sdk_harness_log_level=WARN"])
         spans = _spans(chunks)
-        try:
+        with wh.staging(self.warehouse, run_id):   # owned while it lives, removed however this ends
             with worker_stderr_silenced(self.config.quiet_workers), beam.Pipeline(options=options) as p:
                 build_follow_pipeline(p, chunks, self.formats, self.keystore, self.scrubber, settings,
                                       self.warehouse, run_id, now)
             summaries = collect_summaries(self.warehouse, run_id, spans)
-        finally:
-            wh.remove_staging(self.warehouse, run_id)
         for span, summary in zip(spans, summaries):
             if summary["status"] != "committed":
                 raise AccesslogError(f"micro-batch of {span.source} failed: {summary.get('error')}")

@@ -2,8 +2,9 @@
 
     chunks | IngestChunks(...)  ->  {"records", "errors", "rejects"} (+ "expired" in streaming)
 
-Batch and follow then write and commit per input (`WriteAndCommit`); streaming cuts the records
-into event-time windows (pipelines.streaming).
+Follow then writes and commits per input (`WriteAndCommit`); batch stages the files and its driver
+commits them (pipelines.batch); streaming cuts the records into event-time windows
+(pipelines.streaming).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ class IngestChunks(beam.PTransform):
 
     def expand(self, chunks) -> dict:
         cutoff = retention_cutoff(self.now, self.retention_days)
-        parsed = chunks | "ParseAccessLogs" >> ParseAccessLogs(self.formats)
+        parsed = chunks | "ParseAccessLogs" >> ParseAccessLogs(self.formats, self.now if self.fixed_now else None)
         records, expired = parsed.records, None
         if self.route_expired:
             routed = records | "RouteExpired" >> beam.ParDo(RouteExpired(
@@ -61,7 +62,7 @@ class IngestChunks(beam.PTransform):
         if any(not f.is_access for f in self.formats.values()):
             access = access | "AttachErrors" >> AttachErrors(errors)
         rejects = parsed.rejects | "RedactRejects" >> RedactRejects(self.keystore, self.scrubber, self.formats,
-                                                                    self.now)
+                                                                    self.now if self.fixed_now else None)
         outputs = {"records": access, "errors": errors, "rejects": rejects}
         if expired is not None:
             outputs["expired"] = expired

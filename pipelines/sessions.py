@@ -70,14 +70,14 @@ def recompute_sessions(warehouse: str, days: list[str], options, gap_minutes: in
     """Replace the sessions partitions of `days` -> {day: sessions written}."""
     chunks = [c for day in days for c in _day_chunks(warehouse, day)]
     stage_id = wh.new_run_id()   # a run id of its own: on an object store it names the staged files
-    if chunks:
-        with beam.Pipeline(options=options) as p:
-            (p | "Days" >> beam.Create(chunks)
-               | "Sessionize" >> Sessionize(gap_minutes)
-               | "WriteSessions" >> WriteParquetPartitions(warehouse, stage_id, "sessions"))
     written = {}
-    stage = wh.staging_dir(warehouse, stage_id) if not is_remote(warehouse) else None
-    try:
+    with wh.staging(warehouse, stage_id):   # owned while it lives, removed however this ends
+        if chunks:
+            with beam.Pipeline(options=options) as p:
+                (p | "Days" >> beam.Create(chunks)
+                   | "Sessionize" >> Sessionize(gap_minutes)
+                   | "WriteSessions" >> WriteParquetPartitions(warehouse, stage_id, "sessions"))
+        stage = wh.staging_dir(warehouse, stage_id) if not is_remote(warehouse) else None
         for day in days:
             if stage is not None:
                 staged = sorted(glob.glob(str(stage / "sessions" / f"date={day}" / "*.parquet")))
@@ -91,10 +91,7 @@ def recompute_sessions(warehouse: str, days: list[str], options, gap_minutes: in
             for rel in wh.list_files(warehouse, f"sessions/date={day}", ".parquet"):
                 if rel != f"sessions/date={day}/sessions.parquet" or not tables:
                     wh.delete_file(warehouse, rel)
-    finally:
-        wh.remove_staging(warehouse, stage_id)
     return written
-
 
 
 def day_file(day: str) -> str:

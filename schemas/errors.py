@@ -7,8 +7,10 @@ from typing import Callable
 class AccesslogError(Exception):
     """An error the user can fix; the message says how.
 
-    The CLI prints it on one line and exits non-zero. Tracebacks are for bugs.
+    The CLI prints it on one line and exits with `exit_code`. Tracebacks are for bugs.
     """
+
+    exit_code = 2
 
 
 class SettingError(AccesslogError):
@@ -29,3 +31,17 @@ class SettingError(AccesslogError):
     def render(self, name: Callable[[str], str] = str) -> str:
         """The message with each setting called ``name(setting)``."""
         return self.template.format(*map(name, self.settings), **self.values)
+
+
+class EnvironmentFailure(AccesslogError):
+    """The machine refused what a command needed: disk full, quota exceeded, permission denied,
+    a read-only file system. Nothing is wrong with the settings: fix that and rerun."""
+
+    exit_code = 4
+
+
+class ConcurrentChange(AccesslogError):
+    """Another command changed what a run was using while it ran (a key shredded by `accesslog
+    retention --keys` or `accesslog keys shred`): rerun."""
+
+    exit_code = 5

@@ -1,6 +1,9 @@
 """Pseudonymization keys: one random secret per key period, kept outside the warehouse.
 
-A keystore is a JSON file (mode 0600) created on first use. Keys are made
+A keystore is a JSON file (mode 0600) created on first use, never reached
+through a symbolic link (neither it nor its lock file `<keystore>.lock`: a link
+planted there would have accesslog create or lock a file of the link's choosing;
+the folders on the way may be links). Keys are made
 lazily, one per period (a UTC day by default), under an exclusive file lock so
 that the worker processes of one run agree on every key. A keystore records its
 period when it is created and refuses to be used with another one: the same day
@@ -23,6 +26,7 @@ Key material is never printed, logged or written under the warehouse.
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -86,11 +90,31 @@ class KeyShreddedError(AccesslogError):
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
-    """A keystore path may name the file or a folder holding `keys.json`."""
+    """A keystore path may name the file or a folder holding `keys.json`. The folder is resolved
+    to an absolute path; the file's own name is kept, so a link there is seen (and refused)."""
     p = Path(path).expanduser()
     if p.is_dir() or str(path).endswith(os.sep):
         p = p / "keys.json"
-    return p.resolve()
+    return p.parent.resolve() / p.name
+
+
+def _open_no_link(path: Path, flags: int, what: str, mode: int = 0o600) -> int:
+    """os.open that refuses a symbolic link as the last component, with advice for `what`."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP and path.is_symlink():
+            raise _link_refused(path, what) from None
+        raise
+
+
+def _link_refused(path: Path, what: str) -> AccesslogError:
+    target = os.readlink(path)
+    if what == "lock":
+        return AccesslogError(f"keystore lock {path} is a symbolic link (to {target}): remove the link "
+                              f"(`rm {path}`) and retry; accesslog creates the lock as a plain file")
+    return SettingError("keystore {path} is a symbolic link (to {target}): key files are never reached through a "
+                        "link; pass {} with the path of the keystore file itself", "keys", path=path, target=target)
 
 
 class Keystore:
@@ -134,6 +158,8 @@ class Keystore:
 
     # -- file handling -----------------------------------------------------------------
     def _check_or_create(self, create: bool = True) -> None:
+        if self.path.is_symlink():   # checked first: a link's target is not ours to advise on
+            raise _link_refused(self.path, "keystore")
         if self.path.exists():
             mode = self.path.stat().st_mode & 0o777
             if mode & 0o077:
@@ -169,7 +195,7 @@ class Keystore:
 
     def _locked(self):
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open_no_link(lock_path, os.O_RDWR | os.O_CREAT, "lock")
 
         class _Lock:
             def __enter__(self_inner):
@@ -182,7 +208,8 @@ class Keystore:
 
     def _read(self) -> dict:
         try:
-            doc = json.loads(self.path.read_text())
+            with os.fdopen(_open_no_link(self.path, os.O_RDONLY, "keystore"), encoding="utf-8") as f:
+                doc = json.loads(f.read())
         except (OSError, ValueError) as e:
             raise SettingError("cannot read keystore {path} ({kind}): restore it from backup or pass another {} "
                               "path", "keys", path=self.path, kind=e.__class__.__name__) from None

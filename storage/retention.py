@@ -13,6 +13,11 @@ A partition is removed by renaming its folder out of the table (one atomic renam
 into WAREHOUSE/_trash/, which no reader's `<table>/**/*.parquet` glob covers) and
 then deleting it, so readers see a date either complete or gone. Trash left by an
 interrupted run is deleted by the next one.
+
+Whatever is derived from the rows goes with them: when a partition is removed, so is the stats
+cache WAREHOUSE/_cache/ (per-day counts per path, host, referrer...), which the next
+`accesslog stats` rebuilds from what is left. A DuckDB file keeps freed blocks with their old
+bytes, so it is deleted rather than refreshed.
 """
 from __future__ import annotations
 
@@ -29,9 +34,10 @@ from schemas.errors import SettingError
 from storage.audit import audit_doc, write_audit
 from storage.filesystems import is_remote
 from storage.keystore import Keystore
-from storage.warehouse import TABLE_DIRS, delete_file, existing, list_files, parquet_target
+from storage.warehouse import TABLE_DIRS, delete_file, existing, list_files, parquet_target, remove_stale_staging
 
 TRASH_DIR = "_trash"
+STATS_CACHE_DIR = "_cache"   # WAREHOUSE/_cache/: `accesslog stats`'s per-day aggregates (accesslog.cli.query)
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,8 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
 
     Returns the report (also the audit entry's content): cutoff, cutoff_day, partitions
     removed per table as [{date, files, rows}], rows_removed per table, keys_shredded
-    (labels), dry_run and audit (path, None for a dry run, which changes nothing)."""
+    (labels), stats_cache_removed (see remove_stats_cache), dry_run and audit (path, None for
+    a dry run, which changes nothing)."""
     if days < 0:
         raise SettingError("{} must be 0 or more", "retention_days")
     root = existing(warehouse)
@@ -137,7 +144,7 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
         "partitions_removed": removed,
         "rows_removed": {table: sum(p["rows"] for p in parts) for table, parts in removed.items()},
         "keys_shredded": shredded, "key_period": keystore.period if keystore is not None else None,
-        "dry_run": dry_run, "audit": None,
+        "stats_cache_removed": False, "dry_run": dry_run, "audit": None,
     }
     if keystore is not None and not shreddable:
         report["keys_note"] = "keys derived from ACCESSLOG_MASTER_KEY cannot be shredded per period"
@@ -147,8 +154,11 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
         for partition in expired:
             for rel in partition.files():
                 delete_file(warehouse, rel)
+        report["stats_cache_removed"] = remove_stats_cache(warehouse)   # also after an interrupted run
     else:
-        _remove_partitions(Path(root), expired, now)
+        report["stats_cache_removed"] = _remove_partitions(Path(root), expired, now)
+        # A killed run's staging holds uncommitted rows of any age: it goes too (a live run's stays).
+        report["stale_staging_removed"] = remove_stale_staging(root)[0]
     # Data first, then keys: a crash in between leaves keys that the next run shreds.
     if shreddable:
         report["keys_shredded"] = keystore.shred(cutoff_day, now=now)
@@ -156,14 +166,38 @@ def apply_retention(warehouse: str | os.PathLike, days: int, now: datetime | Non
     return report
 
 
-def _remove_partitions(root: Path, expired: list[Partition], now: datetime) -> None:
-    _empty_trash(root)
+def _remove_partitions(root: Path, expired: list[Partition], now: datetime) -> bool:
+    """Move the partitions to the trash, remove the stats cache, empty the trash -> whether a stats
+    cache was removed. In that order, trash found at the start means an interrupted run may have
+    left a cache computed from the rows it removed: the cache goes then too."""
+    interrupted = (root / TRASH_DIR).is_dir()
     trash = root / TRASH_DIR / f"retention-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
     for partition in expired:
         target = trash / partition.table / partition.path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partition.path, target)   # readers now see the date gone, atomically
+    removed = bool(expired or interrupted) and remove_stats_cache(root)
     _empty_trash(root)
+    return removed
+
+
+def remove_stats_cache(warehouse: str | os.PathLike) -> bool:
+    """Delete WAREHOUSE/_cache/ (with the DuckDB file's .wal and temp files) -> whether it existed.
+
+    Call it after deleting rows: the cache holds values of the rows it was computed from (paths,
+    hosts, referrer hosts), and DuckDB keeps freed blocks with their old bytes, so refreshing it
+    in place would not forget them. The next `accesslog stats` rebuilds it. A cache kept
+    elsewhere (`accesslog.stats.connect(cache_file=...)`) is its owner's to delete."""
+    if is_remote(warehouse):
+        files = list_files(warehouse, STATS_CACHE_DIR, recursive=True)
+        for rel in files:
+            delete_file(warehouse, rel)
+        return bool(files)
+    cache = Path(warehouse) / STATS_CACHE_DIR
+    if not cache.exists():
+        return False
+    shutil.rmtree(cache)
+    return True
 
 
 def _row_count(path: Path | str, warehouse: str | None = None) -> int | None:

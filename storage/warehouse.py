@@ -2,6 +2,7 @@
 
 WAREHOUSE/<table>/date=YYYY-MM-DD/<input_id>-<first_line>.parquet
 WAREHOUSE/_staging/<run_id>/...        files of a run not yet committed
+WAREHOUSE/_staging/<run_id>.lock       held (flock) by the live process that owns that folder
 WAREHOUSE/_runs/<run_id>.json          run manifest: inputs, counts, outputs: the run's commit
 
 A local warehouse commits by rename: a run's files are staged, then renamed into place. An object
@@ -11,16 +12,25 @@ when the run's manifest says the input committed (`visible_files`); a crashed ru
 reader takes, and a rerun's manifest supersedes the earlier run's files of the same input. Files
 written whole under a fixed name by one upload (streaming panes, sessions, a rewritten file) are
 visible as soon as they exist, like a renamed file on a local disk.
+
+A local staging folder belongs to the process holding its lock (`staging`); the kernel drops the
+lock when that process dies, even by kill -9, so a folder whose lock anyone can take is left
+over and `remove_stale_staging` deletes it (it holds uncommitted rows: personal data). A batch
+run renames its files into place and then writes its manifest; `Publication` undoes the renames
+when anything fails before the manifest is written, so no data file appears without its manifest.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import glob
 import json
 import os
 import re
 import secrets
 import shutil
+import signal
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -168,9 +178,172 @@ def remove_staging(warehouse: str | os.PathLike, run_id: str) -> None:
         delete_tree(warehouse, f"_staging/{run_id}")
         return
     shutil.rmtree(staging_dir(warehouse, run_id), ignore_errors=True)
+    _remove_empty_staging_parent(warehouse)
+
+
+def _remove_empty_staging_parent(warehouse: str | os.PathLike) -> None:
+    with contextlib.suppress(OSError):   # not empty: another run's (or a concurrent start)
+        (Path(warehouse) / "_staging").rmdir()
+
+
+@contextlib.contextmanager
+def staging(warehouse: str | os.PathLike, run_id: str):
+    """Own the staging folder of `run_id` while the block runs, and remove it when the block
+    ends, however it ends. On a local warehouse ownership is an exclusive lock on
+    `_staging/<run_id>.lock`, taken before the folder exists and released after it is gone, so
+    another process can tell a live run's folder from one that a killed run left
+    (`remove_stale_staging`). An object store has no locks: its staging is only removed."""
+    if is_remote(warehouse):
+        try:
+            yield
+        finally:
+            remove_staging(warehouse, run_id)
+        return
+    lock = Path(warehouse) / "_staging" / f"{run_id}.lock"
+    fd = _own(lock)
+    try:
+        yield
+    finally:
+        try:
+            shutil.rmtree(staging_dir(warehouse, run_id), ignore_errors=True)
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+        _remove_empty_staging_parent(warehouse)
+
+
+def _own(lock: Path) -> int:
+    """A new lock file created and held -> its descriptor. A sweeper may take and delete a lock
+    file between its creation and our flock: then the name no longer leads to the file we hold,
+    and we start again."""
+    for _ in range(100):
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:   # `_staging` removed by a run that just ended: make it again
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _still_named(fd, lock):
+            return fd
+        os.close(fd)
+    raise RuntimeError(f"could not take the staging lock {lock}")
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    try:
+        named, held = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def remove_stale_staging(warehouse: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Delete the staging folders no live process owns (left by a run that was killed or
+    crashed; they hold uncommitted rows) -> (run ids removed, run ids of live runs). A folder
+    without a lock file is left over too: its owner creates the lock first and deletes it last.
+    An object store's staging is never judged (no locks there): ([], [])."""
+    if is_remote(warehouse):
+        return [], []
     parent = Path(warehouse) / "_staging"
-    if parent.is_dir() and not any(parent.iterdir()):
-        parent.rmdir()
+    try:
+        names = os.listdir(parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return [], []
+    removed, live = [], []
+    for run_id in sorted({name.removesuffix(".lock") for name in names}):
+        stale = _remove_if_stale(parent, run_id)
+        if stale is not None:
+            (removed if stale else live).append(run_id)
+    _remove_empty_staging_parent(warehouse)
+    return removed, live
+
+
+def _remove_if_stale(parent: Path, run_id: str) -> bool | None:
+    """Take the run's lock without waiting and, if it was free, delete its folder and lock ->
+    True when they were stale (and are gone), False when a live process holds the lock, None
+    when the run finished meanwhile."""
+    lock, folder = parent / f"{run_id}.lock", parent / run_id
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if not folder.exists():
+            return None
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        lock.unlink(missing_ok=True)   # a link where a lock belongs: never made by accesslog
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if not _still_named(fd, lock):
+            return None
+        shutil.rmtree(folder, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+class Publication:
+    """A local commit that can be taken back until its manifest is written.
+
+    Before a commit step moves files into place or removes committed ones, `keep` links each
+    path's current file (if any) into the run's staging folder; `undo` puts every kept file back
+    and deletes the files that appeared since, so a failure before the manifest leaves the
+    warehouse as it was. Links and renames need no free space: the undo works on a full disk."""
+
+    def __init__(self, warehouse: str | os.PathLike, run_id: str):
+        self.saved_in = staging_dir(warehouse, run_id) / "_previous"
+        self.previous: dict[str, Path | None] = {}   # path -> link to its file before the commit
+        self.made: list[Path] = []                      # folders the commit created
+
+    def keep(self, paths) -> None:
+        for path in map(str, paths):
+            if path in self.previous:
+                continue
+            folder = Path(path).parent
+            while not folder.exists() and folder not in self.made:
+                self.made.append(folder)
+                folder = folder.parent
+            self.saved_in.mkdir(parents=True, exist_ok=True, mode=0o700)
+            saved = self.saved_in / str(len(self.previous))
+            try:
+                _link_or_copy(path, saved)
+            except FileNotFoundError:
+                saved = None
+            self.previous[path] = saved
+
+    def undo(self) -> None:
+        """Best effort, every path tried: the caller re-raises the failure that led here. Ctrl-C
+        and SIGTERM wait until it is done (they are what often leads here)."""
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for path, saved in reversed(self.previous.items()):
+                with contextlib.suppress(OSError):
+                    if saved is None:
+                        os.unlink(path)
+                    elif not (os.path.exists(path) and os.path.samefile(path, saved)):
+                        os.replace(saved, path)
+            for folder in sorted(self.made, key=lambda f: len(f.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _link_or_copy(path: str, saved: Path) -> None:
+    try:
+        os.link(path, saved)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        shutil.copy2(path, saved)   # a file system without hard links
 
 
 # -- the same operations on a local folder or an object store ---------------------------------------

@@ -329,7 +329,8 @@ def test_apply_retention_after_run_and_shredded_window_refused(tmp_path, log, ke
 
 
 def test_truncated_gzip_keeps_its_good_part_and_leaves_a_dead_letter(tmp_path, keys, capsys):
-    lines = [render(r) for r in sample_requests(3000)]
+    # 3000 requests 797 s apart: 28 days, all before NOW (later ones would be past the horizon)
+    lines = [render(r) for r in sample_requests(3000, start=datetime(2026, 10, 26, tzinfo=timezone.utc))]
     full = gzip.compress(("\n".join(lines) + "\n").encode())
     broken = tmp_path / "access.log.2.gz"
     broken.write_bytes(full[: len(full) * 2 // 3])     # logrotate interrupted mid-compression

@@ -23,6 +23,7 @@ import pytest
 from schemas.errors import AccesslogError
 from transforms.chunks import LogChunk
 from transforms.errorlog import ERROR_ENTRY_FIELDS, detect_error_log, parse_error_chunk, resolve_tz
+from transforms.lines import MAX_LINE_BYTES, TOO_LONG
 
 UTC = timezone.utc
 NULLS = {name: None for name in ("_client_ip", "server", "host", "request", "upstream", "referrer", "connection_id",
@@ -423,15 +424,17 @@ def test_utf8_bom_at_the_start_of_the_file():
     assert rejects == [] and len(rows) == 1
 
 
-def test_one_megabyte_lines():
-    big = "x" * (1 << 20)
+def test_long_lines_parse_and_longer_ones_are_rejected_by_length():
+    big = "x" * (MAX_LINE_BYTES // 3)   # nginx cuts error lines at 2 KiB, Apache at 8 KiB: ours holds more
     lines = [f'2024/01/15 10:30:45 [error] 1#1: *2 FastCGI sent in stderr: "{big}" while reading response '
              'header from upstream, client: 192.0.2.1, server: example.com, request: "GET / HTTP/1.1"',
-             "[" + big, "(" + big + ", client: " + big]
+             "[" + big, "(" + big + ", client: " + big, "y" * (MAX_LINE_BYTES + 1),
+             "2024/01/15 10:30:46 [error] 1#1: " + "z" * (1 << 20)]
     rows, rejects = parse("nginx_error", lines)
-    assert rejects == []
+    assert rejects == [(3, TOO_LONG), (4, TOO_LONG)]
     assert rows[0]["lines"] == 3 and rows[0]["_client_ip"] == "192.0.2.1"
-    assert len(rows[0]["message"]) > 3 << 20
+    assert len(rows[0]["message"]) > MAX_LINE_BYTES
+    big = big[:MAX_LINE_BYTES // 4]
     apache = [f"[Wed Oct 11 14:32:53 2000] [error] [client 192.0.2.20] ({big}: {big}, referer: {big}"]
     rows, rejects = parse("apache_error", apache)
     assert rows[0]["referrer"] == big

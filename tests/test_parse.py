@@ -335,18 +335,10 @@ def test_reject_reasons_never_quote_the_line():
             assert secret not in reason
 
 
-def test_date_hint_is_earliest_record():
-    _, rejects = parse(COMBINED, [line(stamp="10/Oct/2000:13:55:36 +0000"), "garbage",
-                                  line(stamp="10/Oct/2000:12:00:00 +0000")])
-    expected = datetime(2000, 10, 10, 12, 0, 0, tzinfo=UTC)
-    assert rejects.date_hint == int(expected.timestamp()) * 1_000_000
-
-
 def test_all_lines_rejected_gives_empty_records():
     records, rejects = parse(COMBINED, ["garbage one", "garbage two"])
     assert records.records.num_rows == 0
     assert rejects.source_lines == [1, 2]
-    assert rejects.date_hint is None
 
 
 # -- line endings and conservation ----------------------------------------------------------

@@ -68,19 +68,18 @@ def test_secrets_emails_and_all_ips_in_a_garbage_line():
 
 def test_rejects_table(tmp_path):
     keystore = Keystore(tmp_path / "keys.json")
-    hint = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+    now = datetime(2030, 1, 1, 9, 30, tzinfo=timezone.utc)
     chunk = RejectChunk("access.log", "id", 1, source_lines=[2, 5], reasons=["invalid $status", "empty line"],
-                        lines=['192.0.2.1 - eve [20/Nov/2026:08:00:00 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"', ""],
-                        date_hint=int(hint.timestamp() * 1_000_000))
-    table = rejects_table(chunk, keystore, Scrubber(), redaction_plan(resolve_format("combined")),
-                          now=datetime(2030, 1, 1, tzinfo=timezone.utc))
-    _, secret = keystore.key_for_day(date(2026, 11, 20))    # the key of the hinted day, not of `now`
+                        lines=['192.0.2.1 - eve [20/Nov/2026:08:00:00 +0000] "GET / HTTP/1.1" 2x0 0 "-" "-"', ""])
+    table = rejects_table(chunk, keystore, Scrubber(), redaction_plan(resolve_format("combined")), now=now)
+    _, secret = keystore.key_for_day(date(2030, 1, 1))    # the key of the day the lines were read
     assert table.select(REJECTS.names).schema == REJECTS
     assert table["source_line"].to_pylist() == [2, 5]
     assert table["reason"].to_pylist() == ["invalid $status", "empty line"]
     assert table["line"][0].as_py().startswith(f"ip:{pseudonym(secret, '192.0.2.1')} - {REDACTED} [")
     assert table["line"][1].as_py() == ""
-    assert table["_date_us"].to_pylist() == [chunk.date_hint] * 2
+    assert table["_date_us"].to_pylist() == [int(now.timestamp() * 1_000_000)] * 2
+    assert [k["label"] for k in keystore.list()] == ["2030-01-01"]   # no key for 2026-11-20
 
 
 @pytest.mark.parametrize("line", [

@@ -13,7 +13,7 @@ from accesslog.subject import Subject, export_subject
 from schemas.errors import AccesslogError
 from storage.keystore import MASTER_ENV, KeyShreddedError, Keystore
 from storage.retention import apply_retention, date_partitions
-from storage.warehouse import remove_staging
+from storage.warehouse import remove_staging, staging
 from tests.test_subject import DAYS, IP_A, RAW_IDENTIFIERS, access_table, at, build, digest, parquet_files, publish
 
 UTC = timezone.utc
@@ -233,3 +233,16 @@ def test_audit_entries_never_overwrite_each_other(tmp_path):
     assert (tmp_path / "_audit").stat().st_mode & 0o777 == 0o700
     assert [p.name for p in (tmp_path / "_audit").iterdir() if p.name.startswith(".")] == []   # no temp file left
     assert sorted(p.name for p in (tmp_path / "_audit").iterdir()) == sorted([first.name, second.name])
+
+
+def test_retention_removes_staging_a_killed_run_left_and_keeps_a_live_runs(built):
+    """Staging holds uncommitted rows of any age: a dead run's (its lock free) goes with retention."""
+    dead = built.warehouse / "_staging" / "20261101T000000Z-dead00"
+    (dead / "access").mkdir(parents=True)
+    (dead / "access" / "rows.parquet").write_bytes(b"rows of a killed run")
+    with staging(built.warehouse, "20261121T000000Z-live00"):
+        live = built.warehouse / "_staging" / "20261121T000000Z-live00"
+        live.mkdir(exist_ok=True)
+        report = apply_retention(built.warehouse, 2, datetime(2026, 11, 21, 10, 0, tzinfo=UTC))
+        assert report["stale_staging_removed"] == ["20261101T000000Z-dead00"]
+        assert not dead.exists() and live.exists()

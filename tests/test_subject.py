@@ -28,7 +28,7 @@ from accesslog.subject import Subject, erase_subject, export_subject, find_subje
 from pipelines.entry import flag_name
 from schemas.errors import AccesslogError, SettingError
 from storage.keystore import Keystore
-from storage.warehouse import remove_staging
+from storage.warehouse import remove_staging, staging
 from transforms.error_entries import pseudonymize_errors
 from transforms.parse import RejectChunk
 from transforms.pseudonymize import ip_pseudonym, pseudonymize_records, user_pseudonym
@@ -134,11 +134,11 @@ def build(root: Path, keystore: Keystore | None = None) -> Built:
               (at(DAYS[1], 11), IP_B, "client closed connection")]
     publish(warehouse, errors_table(keystore, "error.log", errors), "errors", "err1")
     rows_a |= {("errors", "error.log", 1), ("errors", "error.log", 2)}
-    # rejects on day 1: the raw line's IP becomes an ip:<pseudonym> token
-    hint = int(at(DAYS[0], 15).timestamp() * 1_000_000)
+    # rejects read on day 1: the raw line's IP becomes an ip:<pseudonym> token
     chunk = RejectChunk("mixed-0.log", "mixed0", 1, [7, 8], ["unparseable", "unparseable"],
-                        [f'{IP_A} - - [garbage "GET /x', f'{IP_B} - - [garbage "GET /y'], date_hint=hint)
-    publish(warehouse, rejects_table(chunk, keystore, Scrubber(), RedactionPlan([], False, None), at(DAYS[2], 23)), "rejects", "mixed0")
+                        [f'{IP_A} - - [garbage "GET /x', f'{IP_B} - - [garbage "GET /y'])
+    publish(warehouse, rejects_table(chunk, keystore, Scrubber(), RedactionPlan([], False, None), at(DAYS[0], 15)),
+            "rejects", "mixed0")
     rows_a.add(("rejects", "mixed-0.log", 7))
     # sessions on day 3
     publish(warehouse, sessions_table(keystore, [(at(DAYS[2], 9), IP_A, 3), (at(DAYS[2], 9, 5), IP_B, 2)]),
@@ -442,7 +442,7 @@ def test_erase_removes_exactly_those_rows_and_keeps_the_rest_unchanged(built):
     assert rows_a == []
 
 
-def test_erase_writes_an_audit_entry_with_pseudonyms_only(built):
+def test_erase_writes_an_audit_entry_without_the_erased_pseudonyms(built):
     report = erase_subject(built.warehouse, built.keystore, Subject.parse(IP_A, USER_A))
     path = Path(report["audit"])
     assert path.parent == built.warehouse / "_audit" and path.name.endswith("-erase.json")
@@ -452,9 +452,11 @@ def test_erase_writes_an_audit_entry_with_pseudonyms_only(built):
     doc = json.loads(text)
     assert doc["action"] == "erase" and doc["status"] == "complete"
     assert doc["subject"] == {"by_ip": True, "by_user": True}
-    assert [(p["label"], p["client_id"], p["user_id"]) for p in doc["key_periods"]] == [
-        (d.isoformat(), ip_pseudonym(built.keystore.key_for_day(d)[1], IP_A),
-         user_pseudonym(built.keystore.key_for_day(d)[1], USER_A)) for d in DAYS]
+    assert [(p["label"], p["key_id"]) for p in doc["key_periods"]] == [
+        (d.isoformat(), built.keystore.key_for_day(d)[0]) for d in DAYS]
+    for d in DAYS:   # erased means no file links anything to the person any more, the audit included
+        secret = built.keystore.key_for_day(d)[1]
+        assert ip_pseudonym(secret, IP_A) not in text and user_pseudonym(secret, USER_A) not in text
     assert doc["rows_erased"]["access"] == 15
     assert sum(f["rows_erased"] for f in doc["files"]) == 15 + 2 + 1 + 1
     assert {f["action"] for f in doc["files"]} == {"rewritten", "deleted"}
@@ -546,9 +548,10 @@ def test_erase_twice_finds_nothing_the_second_time(built):
 
 
 def test_erase_refuses_while_a_batch_run_is_staging(built):
-    (built.warehouse / "_staging" / "20261120T000000Z-abc").mkdir(parents=True)
-    with pytest.raises(AccesslogError, match="batch run is writing"):
-        erase_subject(built.warehouse, built.keystore, Subject.parse(IP_A, None))
+    with staging(built.warehouse, "20261120T000000Z-abc"):   # a live run holds its lock
+        (built.warehouse / "_staging" / "20261120T000000Z-abc").mkdir(parents=True, exist_ok=True)
+        with pytest.raises(AccesslogError, match="run is writing"):
+            erase_subject(built.warehouse, built.keystore, Subject.parse(IP_A, None))
 
 
 def test_cli_erase_output_has_no_raw_identifiers(built, capsys):

@@ -66,8 +66,8 @@ import pyarrow as pa
 
 from schemas.errors import AccesslogError
 from transforms.chunks import LogChunk
-from transforms.lines import text_lines
-from transforms.timeparse import MONTHS
+from transforms.lines import MAX_LINE_BYTES, TOO_LONG, text_lines
+from transforms.timeparse import MAX_US, MIN_US, MONTHS
 
 KINDS = ("nginx_error", "apache_error")
 SYSLOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
@@ -185,12 +185,13 @@ def resolve_tz(tz: tzinfo | timedelta | str | None) -> tzinfo:
                          "'Europe/Berlin', an offset such as '+01:00', or 'UTC'")
 
 
-def parse_error_chunk(kind: str, chunk: LogChunk, tz: tzinfo | timedelta | str | None = None
-                      ) -> tuple[dict[str, pa.Array], list[tuple[int, str]]]:
+def parse_error_chunk(kind: str, chunk: LogChunk, tz: tzinfo | timedelta | str | None = None,
+                      latest_us: int | None = None) -> tuple[dict[str, pa.Array], list[tuple[int, str]]]:
     """Parse one chunk of an nginx or Apache error log.
 
     `kind` is "nginx_error" or "apache_error" (see detect_error_log). `tz` is the zone
-    of the server's local time the log is written in (default UTC; see resolve_tz).
+    of the server's local time the log is written in (default UTC; see resolve_tz). Entries
+    timed after `latest_us` (µs UTC; see transforms.parse.latest_time_us) are rejected.
 
     Returns (columns, rejects). `columns` maps each name of ERROR_ENTRY_FIELDS to an
     Arrow array with one value per entry, in file order; an entry is a line that
@@ -202,7 +203,7 @@ def parse_error_chunk(kind: str, chunk: LogChunk, tz: tzinfo | timedelta | str |
         raise ValueError(f"unknown error log kind {kind!r}: expected one of {', '.join(KINDS)}")
     zone = resolve_tz(tz)
     lines = text_lines(chunk.data, strip_bom=chunk.first_line == 1)
-    entries, rejects = _group_entries(kind, lines, zone, chunk.first_line)
+    entries, rejects = _group_entries(kind, lines, zone, chunk.first_line, latest_us)
     parse_entry = _nginx_entry if kind == "nginx_error" else _apache_entry
     rows = [parse_entry(match, lines, first, extra) for first, match, extra, _ in entries]
     columns = {name: [row.get(name) for row in rows] for name in ERROR_ENTRY_FIELDS.names
@@ -217,7 +218,7 @@ def parse_error_chunk(kind: str, chunk: LogChunk, tz: tzinfo | timedelta | str |
 # -- lines and entries -------------------------------------------------------------------------
 
 
-def _group_entries(kind: str, lines: list[str], zone: tzinfo, first_line: int):
+def _group_entries(kind: str, lines: list[str], zone: tzinfo, first_line: int, latest_us: int | None = None):
     """-> ([(first index, header match, continuation indexes, µs UTC)], rejects).
 
     Blank lines inside an entry (followed by more of it) belong to it; blank lines
@@ -241,6 +242,9 @@ def _group_entries(kind: str, lines: list[str], zone: tzinfo, first_line: int):
         if not line.strip():
             blanks.append(i)
             continue
+        if len(line) > MAX_LINE_BYTES:   # before any regex; the entry it may belong to goes on
+            rejects.append((i, TOO_LONG))
+            continue
         match = entry_re.match(line)
         if match or lookalike_re.match(line):
             reject_blanks()
@@ -249,7 +253,10 @@ def _group_entries(kind: str, lines: list[str], zone: tzinfo, first_line: int):
             if match:
                 stamp = match["time"]
                 us = times[stamp] if stamp in times else times.setdefault(stamp, clock(stamp, zone))
-            if us is None:
+            if us is not None and not MIN_US <= us <= min(MAX_US, latest_us or MAX_US):
+                rejects.append((i, "time is more than a day after now" if us > MIN_US else "time out of range"))
+                orphan = "continuation of a rejected entry"
+            elif us is None:
                 rejects.append((i, "invalid timestamp" if match else f"malformed {_NAMES[kind]} entry"))
                 orphan = "continuation of a rejected entry"
             else:
@@ -328,7 +335,8 @@ def _apache_entry(match: re.Match, lines: list[str], first: int, extra: list[int
 def _apache_address(addr: str, with_port: bool) -> str | None:
     """'[client ...]' value -> the address: 2.4 appends ':port' (IPv6 unbracketed), 2.2 does not."""
     if addr.startswith("["):
-        return addr[1:addr.index("]")] or None
+        end = addr.find("]")
+        return addr[1:end] or None if end > 0 else None   # "[2001:db8::1]:port"; "[" alone is no address
     if with_port:
         host, sep, port = addr.rpartition(":")
         if sep and port.isdigit() and _is_ip(host):

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.errors import SettingError
-from transforms.timeparse import parse_times
+from transforms.timeparse import MAX_US, MIN_US, parse_times
 
 _V4_MAPPED = b"\0" * 10 + b"\xff\xff"
 _ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})")
@@ -98,9 +98,9 @@ def _decode_backslash(text: str) -> str:
     """Undo Apache / nginx escape=json escaping: \\" \\\\ \\n \\t \\xhh \\uXXXX."""
     def sub(m: re.Match) -> bytes:
         esc = m.group(1)
-        if esc[:1] in (b"x", b"X"):
+        if esc[:1] == b"x" and len(esc) == 3:   # a lone \X or \x is left as it is
             return bytes([int(esc[1:], 16)])
-        if esc[:1] == b"u":
+        if esc[:1] == b"u" and len(esc) == 5:
             return chr(int(esc[1:], 16)).encode("utf-8", "replace")
         return _SIMPLE_ESCAPES.get(esc, esc)
     return _BACKSLASH.sub(sub, text.encode("utf-8")).decode("utf-8", "replace")
@@ -162,6 +162,8 @@ def pack_ip(text: str) -> bytes | None:
     elif s.count(":") == 1:
         s = s.split(":", 1)[0]
     s = s.split("%", 1)[0]
+    if "\x00" in s:   # inet_pton raises ValueError (not OSError) on a NUL: no address either way
+        return None
     try:
         return socket.inet_pton(socket.AF_INET, s)
     except OSError:
@@ -333,6 +335,7 @@ class FieldOptions:
     time_format: str | None = None
     zone: tzinfo = timezone.utc         # for logged times without an offset
     trusted_proxies: tuple = ()         # ip_network objects: realip semantics for X-Forwarded-For
+    latest_us: int | None = None        # times after this (µs UTC) are rejected: the horizon (see parse)
 
 
 # Variables consumed into schema columns (anything else goes to `extra`), and variables
@@ -404,6 +407,11 @@ def _times(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: dic
         received, responded = logged, pc.add(logged, duration_us)
     else:                              # nginx: written when the response was sent
         received, responded = pc.subtract(logged, duration_us), logged
+    # Both ends must be times a reader can hold (years 1 to 9999) and not lie past the horizon:
+    # a date=9999-12-31 partition would outlive every retention window.
+    rejects.add(pc.or_(pc.less(received, MIN_US), pc.greater(responded, MAX_US)), "time out of range")
+    if opts.latest_us is not None:
+        rejects.add(pc.greater(responded, opts.latest_us), "time is more than a day after now")
     out["duration_ms"] = duration_ms
     out["received_at"] = pc.cast(received, pa.timestamp("us", tz="UTC"))
     out["responded_at"] = pc.cast(responded, pa.timestamp("us", tz="UTC"))

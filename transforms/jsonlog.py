@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from schemas.errors import SettingError
 from transforms.chunks import LogChunk
+from transforms.lines import MAX_LINE_BYTES, TOO_LONG
 from transforms.timeparse import PARSERS
 
 TIME_FIELDS = ("time_local", "time_iso8601", "msec")   # one slot, split by value shape
@@ -456,6 +457,9 @@ def parse_json_chunk(chunk: LogChunk, field_map: dict[str, str] | None = None
     for index, line in enumerate(_lines(chunk)):
         if not line.strip():
             rejects.append((index, "empty line"))
+            continue
+        if len(line) > MAX_LINE_BYTES:
+            rejects.append((index, TOO_LONG))
             continue
         try:
             obj = orjson.loads(line)

@@ -5,6 +5,10 @@ from __future__ import annotations
 CHUNK_BYTES = 8 << 20          # bytes of log per chunk of work (transforms.chunks)
 FINGERPRINT_BYTES = 64 << 10   # an input is identified by its first 64 KiB (transforms.chunks)
 GZIP_MAGIC = b"\x1f\x8b"
+# Lines longer than this are rejected by length before any regex sees them (nginx's
+# large_client_header_buffers default is 4 x 8 KiB; Apache's LimitRequestLine is 8190 bytes).
+MAX_LINE_BYTES = 64 << 10
+TOO_LONG = f"line longer than {MAX_LINE_BYTES} bytes"   # the reject reason
 
 
 def split_lines(payload: bytes) -> list[bytes]:

@@ -8,11 +8,13 @@ one of records or rejects.
 """
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
 import numpy as np
@@ -24,10 +26,10 @@ from apache_beam.utils.windowed_value import WindowedValue
 from transforms.chunks import LogChunk
 from transforms.coders import register
 from transforms.errorlog import parse_error_chunk
-from transforms.fields import FieldOptions, build_records, known_user_names
+from transforms.fields import FieldOptions, build_records, client_key, known_user_names, map_unique
 from transforms.formats import LogFormat
 from transforms.jsonlog import parse_json_chunk
-from transforms.lines import text_lines
+from transforms.lines import MAX_LINE_BYTES, TOO_LONG, text_lines
 
 
 @dataclass
@@ -61,7 +63,6 @@ class RejectChunk:
     source_lines: list[int]
     reasons: list[str]
     lines: list[str]
-    date_hint: int | None = None   # µs timestamp of a parsed row near these lines
     log_format: str = ""
     known_users: tuple[str, ...] = ()   # $remote_user values of the chunk's records: redacted in the lines
 
@@ -126,7 +127,7 @@ def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray,
     are returned too (filtering every column costs more than dropping them later).
     """
     n_lines = len(starts)
-    odd = _regex_only_lines(data, starts, fmt.escape)
+    odd = _regex_only_lines(data, starts, fmt.escape) | (ends - starts > MAX_LINE_BYTES)
     if odd.any():
         # A truncated line with an unbalanced quote would make the tokenizer swallow the
         # next lines. Blank such lines out (same length, so positions hold): the tokenizer
@@ -191,6 +192,7 @@ class Tokenized:
     rows: np.ndarray           # line index of each tokenized row
     redo: np.ndarray           # tokenized rows the regex path must parse again
     seconds: float
+    too_long: np.ndarray       # line indexes rejected by length, before any regex
 
     def line(self, i: int) -> str:
         return self.data[self.starts[i]:self.ends[i]].decode("utf-8")
@@ -212,14 +214,16 @@ def tokenize_chunk(fmt: LogFormat, chunk: LogChunk) -> Tokenized:
         fields, rows, redo = _tokenize(fmt, data, starts, ends)
     else:
         fields, rows, redo = {}, np.zeros(0, np.int64), np.zeros(0, bool)
-    return Tokenized(chunk, data, starts, ends, fields, rows, redo, time.perf_counter() - started)
+    too_long = np.flatnonzero(ends - starts > MAX_LINE_BYTES)
+    return Tokenized(chunk, data, starts, ends, fields, rows, redo, time.perf_counter() - started, too_long)
 
 
 def _regex_rows(fmt: LogFormat, tok: Tokenized) -> tuple[list[int], list[str]]:
     """Stage 2a: lines the tokenizer left go through the line regex; returns the rejects."""
     n_lines = len(tok.starts)
     leftover = np.union1d(np.setdiff1d(np.arange(n_lines), tok.rows, assume_unique=True), tok.rows[tok.redo])
-    reject_rows, reject_reasons = [], []
+    reject_rows, reject_reasons = tok.too_long.tolist(), [TOO_LONG] * len(tok.too_long)
+    leftover = np.setdiff1d(leftover, tok.too_long, assume_unique=True)
     if not len(leftover):
         return reject_rows, reject_reasons
     texts = [tok.line(i) for i in leftover]
@@ -241,10 +245,20 @@ def _regex_rows(fmt: LogFormat, tok: Tokenized) -> tuple[list[int], list[str]]:
     return reject_rows, reject_reasons
 
 
-def field_options(fmt: LogFormat) -> FieldOptions:
+def field_options(fmt: LogFormat, latest_us: int | None = None) -> FieldOptions:
     return FieldOptions(escape=fmt.escape, time_role=fmt.time_role, time_format=fmt.time_format,
                         zone=fmt.options.get("zone", timezone.utc),
-                        trusted_proxies=fmt.options.get("trusted_proxies", ()))
+                        trusted_proxies=fmt.options.get("trusted_proxies", ()), latest_us=latest_us)
+
+
+HORIZON = timedelta(days=1)   # a time later than now + HORIZON is no time a server logged yet
+
+
+def latest_time_us(now: datetime | None) -> int:
+    """The horizon for `now` (None: the clock) in µs UTC: later times are rejected, so a
+    mistyped year cannot open a partition that no retention window ever reaches."""
+    now = now if now is not None else datetime.now(timezone.utc)
+    return int((now + HORIZON).timestamp() * 1_000_000)
 
 
 def _typed(fields: dict, rows: np.ndarray, skip: np.ndarray, chunk: LogChunk, opts: FieldOptions,
@@ -266,22 +280,21 @@ def _typed(fields: dict, rows: np.ndarray, skip: np.ndarray, chunk: LogChunk, op
     return records.filter(pa.array(~drop)) if drop.any() else records
 
 
-def _rejects(chunk: LogChunk, rows: list[int], reasons: list[str], line, records: pa.Table,
-             time_column: str = "received_at") -> RejectChunk:
-    date_hint = pc.min(records[time_column]).value if records.num_rows else None
+def _rejects(chunk: LogChunk, rows: list[int], reasons: list[str], line, records: pa.Table) -> RejectChunk:
     order = np.argsort(rows, kind="stable")
     return RejectChunk(chunk.source, chunk.input_id, chunk.first_line,
                        source_lines=[rows[k] + chunk.first_line for k in order],
                        reasons=[reasons[k] for k in order], lines=[line(rows[k]) for k in order],
-                       date_hint=date_hint, log_format=chunk.log_format,
+                       log_format=chunk.log_format,
                        known_users=tuple(known_user_names(records)) if rows else ())
 
 
-def finish_chunk(fmt: LogFormat, tok: Tokenized) -> tuple[RecordChunk, RejectChunk]:
+def finish_chunk(fmt: LogFormat, tok: Tokenized, latest_us: int | None = None) -> tuple[RecordChunk, RejectChunk]:
     """Stage 2: regex path, typed columns, rejects -> (records with source_line, raw rejects)."""
     started = time.perf_counter()
     reject_rows, reject_reasons = _regex_rows(fmt, tok)
-    records = _typed(tok.fields, tok.rows, tok.redo, tok.chunk, field_options(fmt), reject_rows, reject_reasons)
+    records = _typed(tok.fields, tok.rows, tok.redo, tok.chunk, field_options(fmt, latest_us), reject_rows,
+                     reject_reasons)
     chunk = tok.chunk
     result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(tok.starts),
                          records=records, rejected=len(reject_rows),
@@ -289,7 +302,7 @@ def finish_chunk(fmt: LogFormat, tok: Tokenized) -> tuple[RecordChunk, RejectChu
     return result, _rejects(chunk, reject_rows, reject_reasons, tok.line, records)
 
 
-def parse_json(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
+def parse_json(fmt: LogFormat, chunk: LogChunk, latest_us: int | None = None) -> tuple[RecordChunk, RejectChunk]:
     """JSON-lines access logs (orjson) -> the same records as text formats."""
     started = time.perf_counter()
     fields, rows, rejects, extra = parse_json_chunk(chunk, fmt.options.get("field_map"))
@@ -299,20 +312,24 @@ def parse_json(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChun
     # Unmapped keys travel as "extra:<key>" so they can never be taken for a variable.
     fields = {**{f"extra:{k}": v for k, v in extra.items()}, **fields}
     records = _typed(fields, np.asarray(rows, np.int64), np.zeros(len(rows), bool), chunk,
-                     field_options(fmt), reject_rows, reject_reasons)
+                     field_options(fmt, latest_us), reject_rows, reject_reasons)
     result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(lines), records=records,
                          rejected=len(reject_rows), seconds=time.perf_counter() - started)
     return result, _rejects(chunk, reject_rows, reject_reasons, lines.__getitem__, records)
 
 
-def parse_error_log(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
+def parse_error_log(fmt: LogFormat, chunk: LogChunk, latest_us: int | None = None
+                    ) -> tuple[RecordChunk, RejectChunk]:
     """nginx / Apache error logs -> `errors` records (multi-line entries folded)."""
     started = time.perf_counter()
-    columns, rejects = parse_error_chunk(fmt.kind, chunk, tz=fmt.options.get("zone", timezone.utc))
+    columns, rejects = parse_error_chunk(fmt.kind, chunk, tz=fmt.options.get("zone", timezone.utc),
+                                         latest_us=latest_us)
     lines = text_lines(chunk.data)
     n = len(columns["source_line"]) if "source_line" in columns else 0
     consumed = int(pc.sum(columns["lines"]).as_py() or 0) if n and "lines" in columns else n
     columns = {k: v for k, v in columns.items() if k != "lines"}
+    if n and "_client_ip" in columns:   # "client: <anything>": an address, a host name or nothing
+        columns["_client_ip"] = map_unique(columns["_client_ip"], functools.partial(client_key, names=True))
     records = pa.table(columns) if n else pa.table({})
     if n:
         records = records.append_column("source", pa.DictionaryArray.from_arrays(
@@ -321,7 +338,7 @@ def parse_error_log(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, Rejec
                          rejected=len(rejects), seconds=time.perf_counter() - started, table="errors",
                          continued=consumed - n)
     return result, _rejects(chunk, [i for i, _ in rejects], [r for _, r in rejects], lines.__getitem__,
-                            records, "logged_at")
+                            records)
 
 
 def unreadable_chunk(chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
@@ -332,35 +349,87 @@ def unreadable_chunk(chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
                                 [chunk.error], [""], log_format=chunk.log_format)
 
 
-def parse_chunk(fmt: LogFormat, chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
-    """Parse one chunk. Returns records (with `source_line`) and rejects (raw lines)."""
+def parse_chunk(fmt: LogFormat, chunk: LogChunk, latest_us: int | None = None) -> tuple[RecordChunk, RejectChunk]:
+    """Parse one chunk. Returns records (with `source_line`) and rejects (raw lines). Times after
+    `latest_us` (see latest_time_us) are rejected."""
     if chunk.error:
         return unreadable_chunk(chunk)
     if fmt.kind == "json":
-        return parse_json(fmt, chunk)
+        return parse_json(fmt, chunk, latest_us)
     if fmt.kind in ("nginx_error", "apache_error"):
-        return parse_error_log(fmt, chunk)
-    return finish_chunk(fmt, tokenize_chunk(fmt, chunk))
+        return parse_error_log(fmt, chunk, latest_us)
+    return finish_chunk(fmt, tokenize_chunk(fmt, chunk), latest_us)
 
 
-def _stage1(fmt: LogFormat, chunk: LogChunk):
+def _stage1(fmt: LogFormat, chunk: LogChunk, latest_us: int | None):
     if fmt.kind in ("nginx", "apache") and not chunk.error:
         return tokenize_chunk(fmt, chunk)
-    return parse_chunk(fmt, chunk)
+    return parse_chunk(fmt, chunk, latest_us)
 
 
-def _stage2(fmt: LogFormat, staged):
-    return finish_chunk(fmt, staged) if isinstance(staged, Tokenized) else staged
+def _stage2(fmt: LogFormat, staged, latest_us: int | None):
+    return finish_chunk(fmt, staged, latest_us) if isinstance(staged, Tokenized) else staged
+
+
+# -- the last line of defence: one line's value never stops a run ------------------------------
+
+
+def _merged(chunk: LogChunk, parts: list[tuple[RecordChunk, RejectChunk]]) -> tuple[RecordChunk, RejectChunk]:
+    tables = [pa.table({name: column.cast(column.type.value_type) if pa.types.is_dictionary(column.type)
+                        else column for name, column in zip(r.records.column_names, r.records.columns)})
+              for r, _ in parts if r.records.num_rows]   # one part's column may be encoded, another's not
+    records = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
+    first = parts[0][0]
+    result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=sum(r.lines for r, _ in parts),
+                         records=records, rejected=sum(r.rejected for r, _ in parts),
+                         seconds=sum(r.seconds for r, _ in parts), table=first.table,
+                         continued=sum(r.continued for r, _ in parts))
+    rejects = RejectChunk(chunk.source, chunk.input_id, chunk.first_line,
+                          source_lines=[n for _, j in parts for n in j.source_lines],
+                          reasons=[x for _, j in parts for x in j.reasons],
+                          lines=[t for _, j in parts for t in j.lines],
+                          log_format=chunk.log_format,
+                          known_users=tuple(dict.fromkeys(u for _, j in parts for u in j.known_users)))
+    return result, rejects
+
+
+def parse_apart(fmt: LogFormat, chunk: LogChunk, latest_us: int | None) -> tuple[RecordChunk, RejectChunk]:
+    """A chunk whose parse raised: halve it until the line that raises stands alone, and file that
+    line as a reject (reason: the exception type only, never its message, which may quote the
+    value). Every other line is parsed as usual. Only a bug of ours gets here; the log says so."""
+    lines = chunk.data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    try:
+        return parse_chunk(fmt, chunk, latest_us)
+    except Exception as error:   # noqa: BLE001 - any single line may only ever become a reject
+        if len(lines) <= 1:
+            logging.getLogger(__name__).warning(
+                "line %d of %s could not be parsed (%s): filed as a reject; please report this",
+                chunk.first_line, chunk.source, type(error).__name__)
+            records = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(lines),
+                                  records=pa.table({}), rejected=len(lines),
+                                  table="access" if fmt.is_access else "errors")
+            return records, RejectChunk(chunk.source, chunk.input_id, chunk.first_line,
+                                        [chunk.first_line] * len(lines),
+                                        [f"value could not be read ({type(error).__name__})"] * len(lines),
+                                        [line.decode("utf-8", "replace") for line in lines],
+                                        log_format=chunk.log_format)
+    half = len(lines) // 2
+    parts = [replace(chunk, data=b"\n".join(lines[:half]) + b"\n"),
+             replace(chunk, first_line=chunk.first_line + half, data=b"\n".join(lines[half:]) + b"\n")]
+    return _merged(chunk, [parse_apart(fmt, part, latest_us) for part in parts])
 
 
 @beam.typehints.with_output_types(RecordChunk)
 class _ParseChunk(beam.DoFn):
     """Tokenizes chunk k+1 in a background thread (Arrow's CSV reader releases the GIL)
     while chunk k goes through the Python-heavy stages; results lag by one chunk.
-    Error-log records leave through the `errors` output."""
+    Error-log records leave through the `errors` output. `now`: the horizon's "now"
+    (None: the clock, read per chunk)."""
 
-    def __init__(self, formats: dict[str, LogFormat]):
-        self.formats = formats
+    def __init__(self, formats: dict[str, LogFormat], now: datetime | None = None):
+        self.formats, self.now = formats, now
 
     def setup(self):
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
@@ -369,8 +438,11 @@ class _ParseChunk(beam.DoFn):
         self.pending = deque()
 
     def _emit(self):
-        future, fmt, timestamp, window = self.pending.popleft()
-        records, rejects = _stage2(fmt, future.result())
+        future, fmt, chunk, latest_us, timestamp, window = self.pending.popleft()
+        try:
+            records, rejects = _stage2(fmt, future.result(), latest_us)
+        except Exception:   # noqa: BLE001 - see parse_apart
+            records, rejects = parse_apart(fmt, chunk, latest_us)
         records_value = WindowedValue(records, timestamp, [window])
         yield records_value if records.table == "access" else beam.pvalue.TaggedOutput("errors", records_value)
         # Always emitted, even empty: downstream counts lines per input from both.
@@ -378,7 +450,9 @@ class _ParseChunk(beam.DoFn):
 
     def process(self, chunk: LogChunk, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
         fmt = self.formats[chunk.log_format]
-        self.pending.append((self.pool.submit(_stage1, fmt, chunk), fmt, timestamp, window))
+        latest_us = latest_time_us(self.now)
+        self.pending.append((self.pool.submit(_stage1, fmt, chunk, latest_us), fmt, chunk, latest_us,
+                             timestamp, window))
         if len(self.pending) > 1:
             yield from self._emit()
 
@@ -393,14 +467,16 @@ class _ParseChunk(beam.DoFn):
 class ParseAccessLogs(beam.PTransform):
     """LogChunk -> outputs `records` (access RecordChunk), `errors` (error-log RecordChunk)
     and `rejects` (RejectChunk). `formats` maps each chunk's `log_format` key to its
-    compiled format; a single LogFormat serves every chunk."""
+    compiled format; a single LogFormat serves every chunk. Times later than a day after `now`
+    (None: the clock at each chunk) are rejected."""
 
-    def __init__(self, formats: dict[str, LogFormat] | LogFormat):
+    def __init__(self, formats: dict[str, LogFormat] | LogFormat, now: datetime | None = None):
         super().__init__()
         self.formats = formats if isinstance(formats, dict) else _AnyKey(formats)
+        self.now = now
 
     def expand(self, chunks):
-        return chunks | "Parse" >> beam.ParDo(_ParseChunk(self.formats)).with_outputs(
+        return chunks | "Parse" >> beam.ParDo(_ParseChunk(self.formats, self.now)).with_outputs(
             "rejects", "errors", main="records")
 
 

@@ -36,7 +36,7 @@ from storage.keystore import Keystore
 from transforms import cryptopan
 from transforms.fields import encoded, map_unique, normalize_ip, pack_ip, with_dictionary
 from transforms.parse import RecordChunk
-from transforms.scrub import COOKIE_HEADERS, CREDENTIAL_HEADERS, pack_extra, redacted_column
+from transforms.scrub import COOKIE_HEADERS, CREDENTIAL_HEADERS, decode_ip_separators, pack_extra, redacted_column
 from transforms.timeparse import EPOCH, US_PER_DAY
 
 IN_MEMORY_COLUMNS = ("_client_ip", "_remote_user")
@@ -75,7 +75,8 @@ def cryptopan_pseudonyms(secret: bytes, ip_texts: list[str]) -> list[str | None]
     return [ip_pseudonym(secret, t) if t.startswith("name:") else a for t, a in zip(ip_texts, anon)]
 
 
-_COOKIE_PAIR = re.compile(r"([^=;\s]+)=([^;]*)")
+# A pair starts only where a name can start (linear in the header's length: no retry inside a name).
+_COOKIE_PAIR = re.compile(r"(?<![^=;\s])([^=;\s]++)=([^;]*+)")
 
 
 def cookie_header_pseudonyms(secret: bytes, header: str) -> str:
@@ -139,11 +140,13 @@ def _keyed_batches(values: pa.Array, days: np.ndarray, keystore: Keystore, batch
     valid = np.asarray(enc.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     idx = enc.indices.fill_null(0).to_numpy().astype(np.int64)
     width = len(uniques)
-    # Invalid rows get pair -1 (sorted first), never hashed.
-    pair = np.where(valid, days.astype(np.int64) * width + idx, -1)
+    # Invalid rows get a pair below every real one (sorted first), never hashed; days before 1970
+    # are negative, so real pairs can be too (floor divmod below recovers day and value).
+    invalid = np.iinfo(np.int64).min
+    pair = np.where(valid, days.astype(np.int64) * width + idx, invalid)
     pairs, inverse = np.unique(pair, return_inverse=True)
-    out: list[str | None] = [None] if pairs[0] == -1 else []
-    real = pairs[pairs >= 0]
+    out: list[str | None] = [None] if pairs[0] == invalid else []
+    real = pairs[pairs != invalid]
     pair_days, pair_values = np.divmod(real, width)
     for day in np.unique(pair_days).tolist():
         _, secret = keystore.key_for_day(EPOCH + timedelta(days=day))
@@ -187,14 +190,16 @@ def pseudonymize_records(table: pa.Table, keystore: Keystore, ip_mode: str = "hm
     return pack_extra(table)
 
 
-_IP_TOKEN = re.compile(r"\[?(?:[0-9]{1,3}\.){3}[0-9]{1,3}\]?|\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}"
-                       r"(?:\.[0-9]{1,3}){0,3}(?:%\w+)?\]?")
+# IP-looking tokens, also with percent-encoded dots and colons (192%2E0%2E2%2E1, 2001%3Adb8%3A%3A1).
+# Bounded repetitions only: linear in the length of the line.
+_IP_TOKEN = re.compile(r"\[?(?:[0-9]{1,3}(?:\.|%2[Ee])){3}[0-9]{1,3}\]?"
+                       r"|\[?[0-9A-Fa-f]{0,4}(?:(?::|%3[Aa])[0-9A-Fa-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}(?:%\w{1,32})?\]?")
 
 
 def pseudonymize_ip_tokens(text: str, secret: bytes) -> str:
-    """Every IP-looking token of a raw line -> 'ip:<pseudonym>' (for rejects)."""
+    """Every IP-looking token of a raw line -> 'ip:<pseudonym>' (for rejects and error messages)."""
     def sub(m: re.Match) -> str:
-        ip = normalize_ip(m.group(0))
+        ip = normalize_ip(decode_ip_separators(m.group(0)))
         return m.group(0) if ip is None else "ip:" + ip_pseudonym(secret, ip)
     return _IP_TOKEN.sub(sub, text)
 

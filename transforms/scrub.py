@@ -4,10 +4,21 @@
   case-insensitively, percent-decoded, PHP-array style ``user[password]`` and with
   suffixes such as ``refresh_token`` / ``client_secret``);
 * e-mail addresses anywhere (also percent-encoded ``%40``) become ``REDACTED``;
-* user:password@ in URLs and IP address literals become ``REDACTED``.
+* user:password@ in URLs, ``Bearer``/``Basic``/... credentials, JSON web tokens
+  (``eyJ...``) and card numbers (13-19 digits, groups separated by one space or dash,
+  Luhn-valid) become ``REDACTED``;
+* IP address literals become ``REDACTED``, percent-encoded ones too (``192%2E0%2E2%2E1``,
+  ``2001%3Adb8%3A%3A1``); in user agents a dotted number right after a product name
+  (``Chrome/120.0.0.0``) is a version and stays.
 
 Rows are screened with one vectorized RE2 match; only candidate rows, once per
 distinct value, go through the Python scrubber.
+
+Every regex here runs on text a client chose, so each is linear in the length of the text
+(a long line must not cost quadratic time): a match can only start where a run of its first
+characters starts (a lookbehind), so a failed attempt is not retried at every character of
+the run; a repetition inside a repetition is possessive (``++``, ``*+``), so it never gives
+characters back; the rest is bounded. tests/test_scrub_hardening.py checks these rules.
 """
 from __future__ import annotations
 
@@ -26,22 +37,41 @@ from transforms.parse import RecordChunk
 
 REDACTED = "REDACTED"
 DEFAULT_SECRET_PARAMS = (
-    "password", "passwd", "pwd", "pass", "token", "access_token", "refresh_token", "id_token",
+    "password", "passwd", "pwd", "pass", "token", "access_token", "refresh_token", "id_token", "jwt",
     "api_key", "apikey", "key", "secret", "client_secret", "session", "sessionid", "session_id",
     "sid", "phpsessid", "jsessionid", "code", "auth", "authorization", "signature", "sig",
-    "email", "mail", "otp", "pin", "ssn",
+    "email", "mail", "email_address", "otp", "pin", "ssn", "cvv", "cvc",
     # user names travel in URLs too (?user=alice): they are personal data like $remote_user
-    "user", "username", "login", "userid", "user_id", "uname",
+    "user", "username", "user_name", "login", "login_name", "loginname", "userid", "user_id", "uid", "uname",
+    "screen_name", "nickname",
 )
 # Matched only as whole names: as suffixes they would hit country_code, sort_key, ...
-EXACT_ONLY = frozenset({"key", "code", "sid", "sig", "pin", "user", "login", "uname"})
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40)(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}", re.IGNORECASE)
-_USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
-_IPV4 = re.compile(r"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])")
-_IPV6 = re.compile(r"(?<![0-9A-Za-z:])\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[0-9A-Za-z]+)?\]?"
+EXACT_ONLY = frozenset({"key", "code", "sid", "sig", "pin", "user", "login", "uname", "uid"})
+
+_LOCAL_PART = r"A-Za-z0-9._%+\-"
+_EMAIL = re.compile(rf"(?<![{_LOCAL_PART}])[{_LOCAL_PART}]+(?:@|%40)(?:[A-Za-z0-9\-]++\.)+[A-Za-z]{{2,}}",
+                    re.IGNORECASE)
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]++@")
+# Where a token may start: not inside a run of its own characters, or right after a percent-escape
+# (a nested URL: ?next=%2Fcb%3Fjwt%3DeyJ...).
+_AFTER_ESCAPE = r"(?<=%[0-9A-Fa-f]{2})"
+# Addresses, also with percent-encoded dots (%2E) and colons (%3A), decoded before they are checked.
+_IPV4 = re.compile(r"(?<![0-9.])(?<!%2[Ee])(?:[0-9]{1,3}(?:\.|%2[Ee])){3}[0-9]{1,3}(?![0-9])")
+_IPV6 = re.compile(rf"(?:(?<![0-9A-Za-z:])|{_AFTER_ESCAPE})"
+                   r"\[?[0-9A-Fa-f]{0,4}(?:(?::|%3[Aa])[0-9A-Fa-f]{0,4}){2,7}(?:%[0-9A-Za-z]{1,32})?\]?"
                    r"(?<=[0-9A-Fa-f:\]])")
-_CREDENTIALS = re.compile(r"(?i)\b(Bearer|Basic|Digest|Negotiate|Token)\s+[A-Za-z0-9._~+/=,:\"-]{6,}")
-_PAIR = re.compile(r"([^&;=\s\"?/#,]*)=([^&;\s\"#]*)")
+_ENCODED_SEPARATOR = re.compile(r"%2[Ee]|%3[Aa]")
+_CREDENTIALS = re.compile(r"(?i)\b(Bearer|Basic|Digest|Negotiate|Token)\s++[A-Za-z0-9._~+/=,:\"-]{6,}+")
+# A JSON web token (a JWS has three base64url segments, a JWE five): the header is JSON, so "eyJ".
+_JWT = re.compile(rf"(?:(?<![A-Za-z0-9_-])|{_AFTER_ESCAPE})eyJ[A-Za-z0-9_-]*+(?:\.[A-Za-z0-9_-]*+){{2,4}}")
+_PAIR = re.compile(r"(?<![^&;=\s\"?/#,])([^&;=\s\"?/#,]*+)=([^&;\s\"#]*+)")
+_MAX_NESTING = 4   # URLs inside parameter values, inside ...: deeper ones are redacted whole
+# Digits in groups separated by one space or dash ('+' or %20 in a URL): where card numbers hide.
+_DIGIT_GROUPS = re.compile(r"(?<![0-9])(?=(?:[0-9]|[ +-]|%20){13})[0-9]++(?:(?:[ +-]|%20)[0-9]++)*+")
+_CARD_DIGITS = (13, 19)
+_CARD_GROUP_DIGITS = (3, 6)   # 4111 1111 1111 1111, 3782 822463 10005, 6011 0000 0000 0000 004
+_DOUBLED = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], np.int64)   # Luhn: 2d, its digits summed
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
 
 
 def parse_secret_params(spec: str | None) -> tuple[str, ...]:
@@ -53,15 +83,89 @@ def parse_secret_params(spec: str | None) -> tuple[str, ...]:
     return DEFAULT_SECRET_PARAMS + names if extra else names
 
 
-def _replace_ips(text: str, ipv4: bool = True) -> str:
+def _is_version(text: str, start: int) -> bool:
+    """Is the dotted number at `start` a version (`Chrome/120.0.0.0`, `v1.2.3.4`), not an address?"""
+    before = text[max(0, start - 2):start]
+    return (before[-1:].isalpha() or
+            (len(before) == 2 and before[1] == "/" and (before[0].isalnum() or before[0] in "_.+-")))
+
+
+def decode_ip_separators(token: str) -> str:
+    """'192%2E0%2E2%2E1' -> '192.0.2.1', '2001%3Adb8%3A%3A1' -> '2001:db8::1' (other escapes stay)."""
+    return _ENCODED_SEPARATOR.sub(lambda m: "." if m.group(0)[1] == "2" else ":", token)
+
+
+def _replace_ips(text: str, ipv4: bool = True, versions: bool = False) -> str:
     def sub(m: re.Match) -> str:
-        candidate = m.group(0).strip("[]").split("%", 1)[0]
+        if versions and m.re is _IPV4 and _is_version(text, m.start()):
+            return m.group(0)
         try:
-            ipaddress.ip_address(candidate)
+            ipaddress.ip_address(decode_ip_separators(m.group(0)).strip("[]").split("%", 1)[0])
         except ValueError:
             return m.group(0)
         return REDACTED
-    return _IPV6.sub(sub, _IPV4.sub(sub, text) if ipv4 else text)
+    if ipv4:
+        text = _IPV4.sub(sub, text)
+    return _IPV6.sub(sub, text)
+
+
+def _luhn_card(digits: str) -> bool:
+    """13-19 digits, starting with 2-6 (the payment-card industries; ms timestamps start with 1),
+    passing the Luhn check."""
+    if not (_CARD_DIGITS[0] <= len(digits) <= _CARD_DIGITS[1] and digits[0] in "23456"):
+        return False
+    reverse = digits[::-1]
+    return (sum(map(int, reverse[0::2])) + sum(map(int, reverse[1::2].translate(_LUHN_DOUBLED)))) % 10 == 0
+
+
+def _card_spans(run: str) -> list[tuple[int, int]]:
+    """Character spans of card numbers in `run` (digit groups with one separator between them): a
+    whole group, or consecutive groups of 3-6 digits each, that _luhn_card accepts. Vectorized over
+    every window of groups, so a long run costs linear time."""
+    if run.isdigit():
+        return [(0, len(run))] if _luhn_card(run) else []
+    chars = np.frombuffer(run.replace("%20", "   ").encode("ascii"), np.uint8)   # %20: same width
+    is_digit = np.concatenate([[False], (chars >= 48) & (chars <= 57), [False]])
+    starts = np.flatnonzero(is_digit[1:-1] & ~is_digit[:-2])
+    ends = np.flatnonzero(is_digit[1:-1] & ~is_digit[2:]) + 1
+    lengths = ends - starts
+    digits = chars[is_digit[1:-1]].astype(np.int64) - 48
+    at = np.concatenate([[0], np.cumsum(lengths)])      # offset of each group in `digits`
+    # Luhn doubles every second digit from the right: digit t of a window ending before e is
+    # doubled iff t and e have the same parity. Prefix sums per parity give any window's sum.
+    parity = np.arange(len(digits)) % 2
+    plain = [np.concatenate([[0], np.cumsum(np.where(parity == p, digits, 0))]) for p in (0, 1)]
+    doubled = [np.concatenate([[0], np.cumsum(np.where(parity == p, _DOUBLED[digits], 0))]) for p in (0, 1)]
+    bad = np.concatenate([[0], np.cumsum((lengths < _CARD_GROUP_DIGITS[0]) | (lengths > _CARD_GROUP_DIGITS[1]))])
+    cover = np.zeros(len(starts) + 1, np.int64)
+    for extra in range(_CARD_DIGITS[1] // _CARD_GROUP_DIGITS[0] + 1):   # windows of groups i .. i + extra
+        i = np.arange(len(starts) - extra)
+        s, e = at[i], at[i + extra + 1]
+        ok = (e - s >= _CARD_DIGITS[0]) & (e - s <= _CARD_DIGITS[1]) & (digits[s] >= 2) & (digits[s] <= 6)
+        if extra:
+            ok &= bad[i + extra + 1] == bad[i]
+        i, s, e = i[ok], s[ok], e[ok]
+        luhn = np.where(e % 2 == 0, doubled[0][e] - doubled[0][s] + plain[1][e] - plain[1][s],
+                        doubled[1][e] - doubled[1][s] + plain[0][e] - plain[0][s])
+        valid = i[luhn % 10 == 0]
+        np.add.at(cover, valid, 1)
+        np.add.at(cover, valid + extra + 1, -1)
+    covered = np.concatenate([[False], np.cumsum(cover[:-1]) > 0, [False]])   # overlapping windows: one span
+    first = np.flatnonzero(covered[1:-1] & ~covered[:-2])
+    last = np.flatnonzero(covered[1:-1] & ~covered[2:])
+    return list(zip(starts[first].tolist(), ends[last].tolist()))
+
+
+def redact_card_numbers(text: str) -> str:
+    """Card numbers (see _card_spans) -> REDACTED; other numbers stay."""
+    def sub(m: re.Match) -> str:
+        run = m.group(0)
+        parts, done = [], 0
+        for start, end in _card_spans(run):
+            parts += [run[done:start], REDACTED]
+            done = end
+        return "".join(parts) + run[done:]
+    return _DIGIT_GROUPS.sub(sub, text)
 
 
 class Scrubber:
@@ -73,11 +177,18 @@ class Scrubber:
         self._suffixes = tuple(n for n in self._names if n not in EXACT_ONLY)
         self._secret_cache: dict[str, bool] = {}
         alternation = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
-        # RE2 screen: any row that might need scrubbing. False positives only cost time.
-        self.screen_secrets = rf"(?i)({alternation})(\]|%5d)?(=|%3d)|@|%40|bearer |basic |digest |token "
-        ipv6 = r"|[0-9a-f]:[0-9a-f]{0,4}:|::"
-        self.screen = self.screen_secrets + r"|[0-9]\.[0-9]{1,3}\.[0-9]" + ipv6
+        # RE2 screens: any value that might need scrubbing. False positives only cost time.
+        self.screen_secrets = (
+            rf"(?i)({alternation})(\]|%5d)?(=|%3d)|@|%40|bearer |basic |digest |token "
+            r"|%[0-9a-f]{2}[^&;=\s/?#]*(=|%3d)"             # a percent-encoded name: pass%77ord=
+            r"|eyj[a-z0-9_-]*(\.|%2e)"                        # a JSON web token
+            r"|[0-9]((?:[ +-]|%20)?[0-9]){12}")               # 13 digits: a card number?
+        ipv6 = r"|[0-9a-f](:|%3a)[0-9a-f]{0,4}(:|%3a)|::|%3a%3a"
+        ipv4 = r"[0-9]{1,3}(\.|%2e)[0-9]{1,3}(\.|%2e)[0-9]"
+        self.screen = self.screen_secrets + "|" + ipv4 + ipv6
         self.screen_no_ipv4 = self.screen_secrets + ipv6
+        # user agents: addresses not after a product name (Chrome/120.0.0.0) or in a URL (//)
+        self.screen_agent = self.screen_no_ipv4 + rf"|(^|[^a-z0-9_.+/-]|//){ipv4}"
 
     def is_secret(self, name: str) -> bool:
         """Is a query parameter name secret? Cached: a site has few distinct names."""
@@ -88,59 +199,69 @@ class Scrubber:
                 norm = norm.rsplit("[", 1)[1].rstrip("]")
             norm = norm.replace("-", "_")
             known = norm in self._names or any(norm.endswith("_" + n) for n in self._suffixes)
-            if len(self._secret_cache) < 100_000:
+            if len(self._secret_cache) < 100_000 and len(name) <= 256:   # bounded memory
                 self._secret_cache[name] = known
         return known
 
-    def _pairs(self, text: str, all_pairs: bool = False) -> str:
+    def _pairs(self, text: str, all_pairs: bool = False, depth: int = 0) -> str:
         def sub(m: re.Match) -> str:
             name, value = m.group(1), m.group(2)
             if value and (all_pairs or self.is_secret(name)):
                 return f"{name}={REDACTED}"
+            nested = "=" in value or "%3d" in value.lower()
+            if nested and depth >= _MAX_NESTING:   # no real URL nests this deep; scanning costs time
+                return f"{name}={REDACTED}"
             if "=" in value:  # a URL inside a value: ?next=/account?token=...
-                return f"{name}={self._pairs(value)}"
-            if "%3d" in value.lower():  # the same, percent-encoded: ?next=%2Fa%3Ftoken%3Dabc
+                return f"{name}={self._pairs(value, depth=depth + 1)}"
+            if nested:  # the same, percent-encoded: ?next=%2Fa%3Ftoken%3Dabc
                 decoded = unquote(value)
-                scrubbed = self._pairs(decoded)
+                scrubbed = self._pairs(decoded, depth=depth + 1)
                 if scrubbed != decoded:
                     return f"{name}={quote(scrubbed, safe='/:')}"
             return m.group(0)
         return _PAIR.sub(sub, text)
 
-    def scrub(self, text: str, ips: bool = True, all_pairs: bool = False) -> str:
+    def scrub(self, text: str, ips: bool = True, all_pairs: bool = False, versions: bool = False) -> str:
         """Scrub a URL, path, query string, referrer, user agent or raw log line.
 
-        `ips=False` keeps dotted numbers, as user agents carry versions like 120.0.0.0 (IPv6
-        addresses, which no version looks like, are still redacted).
-        `all_pairs` redacts every name=value value (raw lines that may hold cookies).
+        `ips=False` keeps dotted numbers (IPv6 addresses, which no version looks like, are still
+        redacted); `versions` (user agents) keeps only those right after a product name, like
+        Chrome/120.0.0.0. `all_pairs` redacts every name=value value (raw lines that may hold cookies).
         """
         # user:password@host -> REDACTED@host; the placeholder keeps the e-mail pattern off the host.
         text = _USERINFO.sub("\0@", text)
         text = _EMAIL.sub(REDACTED, text).replace("\0@", REDACTED + "@")
         text = _CREDENTIALS.sub(lambda m: m.group(1) + " " + REDACTED, text)
+        text = _JWT.sub(REDACTED, text)
         if "=" in text:
             text = self._pairs(text, all_pairs)
-        return _replace_ips(text, ipv4=ips)
+        text = redact_card_numbers(text)
+        return _replace_ips(text, ipv4=ips, versions=versions)
 
-    def scrub_column(self, values: pa.Array, ips: bool = True) -> pa.Array:
+    def scrub_column(self, values: pa.Array, ips: bool = True, versions: bool = False) -> pa.Array:
         """Vectorized: screen the distinct values with RE2, scrub the candidates in Python."""
         if len(values) == 0 or values.null_count == len(values):
             return values
-        screen = self.screen if ips else self.screen_no_ipv4
+        screen = self.screen_agent if versions else self.screen if ips else self.screen_no_ipv4
 
         def scrub_uniques(uniques: pa.Array) -> pa.Array:
             candidates = pc.fill_null(pc.match_substring_regex(uniques, screen), False)
             if not pc.any(candidates).as_py():
                 return uniques
-            scrubbed = [self.scrub(v, ips) for v in uniques.filter(candidates).to_pylist()]
+            options = {"versions": True} if versions else {}
+            scrubbed = [self.scrub(v, ips, **options) for v in uniques.filter(candidates).to_pylist()]
             return pc.replace_with_mask(uniques, candidates, pa.array(scrubbed, pa.string()))
         return on_uniques(values, scrub_uniques)
 
 
-# column -> whether IP literals are redacted in it (not in user agents: versions look like IPs)
-URL_COLUMNS = {"url_path": True, "url_query": True, "referrer": True, "host": True, "user_agent": False,
-               "upstream_addr": True,
-               "request_id": True}   # JSON logs take it from X-Request-Id, which the client sets
+# Columns scrubbed like URLs.
+URL_COLUMNS = ("url_path", "url_query", "referrer", "host", "upstream_addr",
+               "request_id")   # JSON logs take it from X-Request-Id, which the client sets
+# The user agent and what Enrich read from it (ua-parser copies an unknown bot's "version" as it
+# is: a card number in a user agent came out there). Dotted numbers after a product name are versions.
+AGENT_COLUMNS = ("user_agent", "browser", "browser_version", "os")
+
+
 # Variables that carry credentials or session ids: PseudonymizeClients redacts the first and
 # replaces cookie values with keyed pseudonyms; rejected lines that log them are redacted strictly.
 CREDENTIAL_HEADERS = ("http_authorization", "http_proxy_authorization")
@@ -173,10 +294,18 @@ def pack_extra(table: pa.Table) -> pa.Table:
     return table.drop_columns(names).append_column("extra", extra)
 
 
+# User names redacted wherever they appear: shorter ones would hit ordinary words, longer ones are
+# no one's name (and would make the pattern as long as a line).
+_NAME_CHARS = (3, 256)
+
+
+def _searchable(names) -> list[str]:
+    return sorted({n for n in names if n and _NAME_CHARS[0] <= len(n) <= _NAME_CHARS[1]}, key=len, reverse=True)
+
+
 def redact_names(text: str, names) -> str:
-    """`names` (user names) -> REDACTED wherever `text` shows them as whole words; names shorter
-    than 3 characters are left alone (they would hit ordinary words)."""
-    names = sorted({n for n in names if n and len(n) >= 3}, key=len, reverse=True)
+    """`names` (user names) -> REDACTED wherever `text` shows them as whole words (see _NAME_CHARS)."""
+    names = _searchable(names)
     if not names:
         return text
     pattern = "|".join(re.escape(n) for n in names)
@@ -185,21 +314,20 @@ def redact_names(text: str, names) -> str:
 
 def _known_names(table: pa.Table) -> str | None:
     """RE2 pattern for the chunk's $remote_user values as whole words (fields.known_user_names)."""
-    names = known_user_names(table)
+    names = _searchable(known_user_names(table))
     if not names:
         return None
-    return r"(^|[^A-Za-z0-9])(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + \
-        r")($|[^A-Za-z0-9])"
+    return r"(^|[^A-Za-z0-9])(" + "|".join(re.escape(n) for n in names) + r")($|[^A-Za-z0-9])"
 
 
 def scrub_records(table: pa.Table, scrubber: Scrubber) -> pa.Table:
     """Secrets out of URL columns and `_x_` extras (cookie and credential extras are left to
     PseudonymizeClients); the chunk's own user names redacted wherever they appear."""
     names = _known_names(table)
-    for name, ips in URL_COLUMNS.items():
+    for name in URL_COLUMNS + AGENT_COLUMNS:
         if name in table.column_names:
             i = table.column_names.index(name)
-            values = scrubber.scrub_column(table.column(name), ips)
+            values = scrubber.scrub_column(table.column(name), versions=name in AGENT_COLUMNS)
             if names:
                 values = on_uniques(values, lambda u: pc.replace_substring_regex(u, names, rf"\1{REDACTED}\3"))
             table = table.set_column(i, name, values)
@@ -208,7 +336,7 @@ def scrub_records(table: pa.Table, scrubber: Scrubber) -> pa.Table:
             if scrubber.is_secret(name[3:]):   # $http_x_api_key, a JSON "password" key, ...
                 values = redacted_column(table[name])
             else:
-                values = scrubber.scrub_column(table[name], "user_agent" not in name)
+                values = scrubber.scrub_column(table[name], versions="user_agent" in name)
                 if names:
                     values = on_uniques(values, lambda u: pc.replace_substring_regex(u, names, rf"\1{REDACTED}\3"))
             table = table.set_column(table.column_names.index(name), name, values)

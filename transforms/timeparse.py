@@ -45,7 +45,8 @@ def time_local_us(text: str) -> int | None:
         d, y, mon = int(day), int(year), MONTHS[month]
         if not (1 <= d <= calendar.monthrange(y, mon)[1] and h < 24 and mi < 60 and sec <= 60):
             return None
-        return (calendar.timegm((y, mon, d, h, mi, sec)) - offset) * 1_000_000 + frac
+        us = (calendar.timegm((y, mon, d, h, mi, sec)) - offset) * 1_000_000 + frac
+        return us if MIN_US <= us <= MAX_US else None   # the zone can push past year 1 or 9999
     except (ValueError, KeyError):
         return None
 
@@ -135,7 +136,7 @@ def clf_times_us(values: pa.Array) -> pa.Array:
         seconds = (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
                    - sign * (zone_h * 3600 + zone_m * 60))
         out[rows] = seconds * 1_000_000
-        ok[rows] = good
+        ok[rows] = good & (out[rows] >= MIN_US) & (out[rows] <= MAX_US)   # the zone can push past year 1 or 9999
     return pa.array(out, pa.int64(), mask=~ok)
 
 

@@ -3,7 +3,8 @@
 Each subcommand parses its arguments, calls the library and formats the output (ingest: run, parse,
 follow, stream; query: stats, report; admin: keys, retention, subject). The library raises errors
 that name settings as a Python caller spells them; here they are shown with the flag of the command
-that was run. A user error prints one line and exits 2; a failed input exits 1; a bug exits 3
+that was run. A user error prints one line and exits 2; a failed input exits 1; a bug exits 3;
+disk full or permission denied exits 4; a key shredded mid-run exits 5; Ctrl-C 130, SIGTERM 143
 (pipelines.entry).
 """
 from __future__ import annotations

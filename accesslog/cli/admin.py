@@ -145,6 +145,9 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+_CACHE_REMOVED = "stats cache removed (it held values of the deleted rows); the next `accesslog stats` rebuilds it"
+
+
 def format_report(report: dict) -> str:
     """The human summary of apply_retention's report."""
     verb = "would remove" if report["dry_run"] else "removed"
@@ -162,6 +165,8 @@ def format_report(report: dict) -> str:
         lines.append(f"keys: {shred} {len(labels)} period(s) ({labels[0]} .. {labels[-1]})")
     elif report["key_period"] is not None:
         lines.append("keys: no period is entirely past the window")
+    if report.get("stats_cache_removed"):
+        lines.append(_CACHE_REMOVED)
     if report["audit"]:
         lines.append(f"audit: {report['audit']}")
     return "\n".join(lines)
@@ -264,6 +269,8 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if report["periods_shredded"]:
         lines.append(f"{len(report['periods_shredded'])} period(s) shredded, not searchable: "
                      f"{_span(report['periods_shredded'])}")
+    if report.get("stats_cache_removed"):
+        lines.append(_CACHE_REMOVED)
     if report["audit"]:
         lines.append(f"audit: {report['audit']}")
     print("\n".join(lines))

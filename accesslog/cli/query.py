@@ -10,6 +10,7 @@ from accesslog.report import build_report, write_page
 from accesslog.stats import StatsFilter, connect, render, select_reports, usage_stats
 from schemas.errors import AccesslogError
 from storage.filesystems import is_remote
+from storage.retention import STATS_CACHE_DIR
 from storage.warehouse import existing
 
 
@@ -49,7 +50,7 @@ def _stats_connection(warehouse: str):
     warehouse on an object store (a DuckDB file needs a local disk)."""
     if is_remote(warehouse):
         return connect(warehouse)
-    cache = existing(warehouse) / "_cache" / "stats.duckdb"
+    cache = existing(warehouse) / STATS_CACHE_DIR / "stats.duckdb"   # erase and retention delete the folder
     try:
         cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return connect(warehouse, cache_file=str(cache))
