@@ -141,3 +141,49 @@ def test_a_chunk_that_raises_is_parsed_apart(monkeypatch):
     assert sorted(records.records["source_line"].to_pylist()) == [11, 12, 13, 14, 15, 17, 18, 19, 20]
     assert rejects.source_lines == [16] and rejects.reasons == ["value could not be read (ValueError)"]
     assert isinstance(records.records, pa.Table)
+
+
+LINE_FORMATS = ["combined", "main", "timed_combined", "common", "vhost_combined", "combinedio",
+                '$remote_addr $host $remote_user [$time_local] "$request" $status $body_bytes_sent',
+                '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i" %{X-Custom}i %D']
+
+
+def _lazy_unbounded(items) -> list[str]:
+    from re import _parser
+    from re._constants import MAXREPEAT, MIN_REPEAT
+    found = []
+    for op, av in items:
+        if op is MIN_REPEAT and av[1] == MAXREPEAT:
+            found.append(str(av))
+        for sub in (av if isinstance(av, (tuple, list)) else ()):
+            if isinstance(sub, _parser.SubPattern):
+                found += _lazy_unbounded(list(sub.data))
+            elif isinstance(sub, list):   # branches
+                for branch in sub:
+                    if isinstance(branch, _parser.SubPattern):
+                        found += _lazy_unbounded(list(branch.data))
+    return found
+
+
+@pytest.mark.parametrize("spec", LINE_FORMATS)
+def test_line_regexes_have_no_lazy_runs(spec):
+    """A lazy .*? per variable let a failing line of n characters cost n^2 steps (a 16k line: 1-2 s,
+    64 KiB: about 30 s); each variable now reads up to the literal after it, never back."""
+    from re import _parser
+
+    from transforms.formats import resolve_format
+    pattern = resolve_format(spec).line_regex
+    assert _lazy_unbounded(list(_parser.parse(pattern.pattern, pattern.flags).data)) == [], pattern.pattern
+
+
+@pytest.mark.parametrize("spec", LINE_FORMATS)
+def test_adversarial_lines_just_under_the_limit_parse_or_reject(spec):
+    from transforms.chunks import LogChunk
+    from transforms.formats import resolve_format
+    from transforms.lines import MAX_LINE_BYTES
+    from transforms.parse import parse_chunk
+    size = MAX_LINE_BYTES - 10
+    lines = ["a " * (size // 2), "1.2.3.4 - " + "x [" * (size // 3 - 4), '1.2.3.4 - - [a b] "' + '" "' * (size // 3 - 7),
+             '1.2.3.4 - - [a b] "' + '\\"' * (size // 2 - 10), "1.2.3.4 - " + "a [b c] " * (size // 8 - 2)]
+    records, rejects = parse_chunk(resolve_format(spec), LogChunk("a.log", "id", 1, "\n".join(lines).encode() + b"\n"))
+    assert records.records.num_rows + len(rejects.lines) == len(lines)

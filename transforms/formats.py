@@ -193,6 +193,12 @@ def _line_regex(segments: list[tuple[str, str]], escape: str,
             pattern = _QUOTED[escape]
         else:
             pattern = patterns.get(text) or VARIABLES.get(text, Variable()).pattern
+            if pattern == Variable.pattern and after:
+                # Up to the first occurrence of the literal that follows, and never back: a lazy
+                # .*? per variable made a failing 16k-character line cost seconds (quadratic).
+                pattern = f"(?:(?!{re.escape(after)}).)*+"
+            elif pattern == Variable.pattern and i + 1 == len(segments):
+                pattern = ".*"   # the rest of the line: the same match as .*?$, without a lazy run
         parts.append(f"({pattern})")
         group_vars.append(text)
     parts.append("$")
