@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.entry import failure_of, guarded
 from pipelines.flags import RUN_OPTIONS
-from pipelines.ingest import IngestChunks
+from pipelines.ingest import IngestChunks, WriteTables
 from pipelines.options import AccessLogOptions
 from pipelines.prepare import beam_options, format_options, prepare_outputs, resolve_formats, worker_stderr_silenced
 from pipelines.sessions import days_written, recompute_sessions
@@ -41,7 +41,7 @@ from storage.retention import apply_retention
 from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
 from transforms.formats import LogFormat
 from transforms.scrub import Scrubber
-from transforms.write import WriteParquetPartitions, WrittenChunk, commit_input
+from transforms.write import WrittenChunk, commit_input
 
 
 @dataclass
@@ -140,11 +140,8 @@ class StageInputs(beam.PTransform):
         self.warehouse, self.run_id = warehouse, run_id
 
     def expand(self, ingested: dict):
-        written = [ingested[name] | f"Write{table.title()}" >> WriteParquetPartitions(self.warehouse, self.run_id,
-                                                                                        table)
-                   for name, table in (("records", "access"), ("errors", "errors"), ("rejects", "rejects"))]
-        return (written
-                | "AllWritten" >> beam.Flatten()
+        return (ingested
+                | "WriteTables" >> WriteTables(self.warehouse, self.run_id)
                 | "ByInput" >> beam.Map(lambda w: (w.input_id, w))
                 | "GatherInput" >> beam.GroupByKey()
                 | "RecordStaged" >> beam.Map(record_staged, self.warehouse, self.run_id))

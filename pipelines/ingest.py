@@ -69,6 +69,21 @@ class IngestChunks(beam.PTransform):
         return outputs
 
 
+class WriteTables(beam.PTransform):
+    """IngestChunks' outputs -> the WrittenChunks of their access, errors and rejects files, staged
+    under `run_id`, in one PCollection."""
+
+    def __init__(self, warehouse: str, run_id: str):
+        super().__init__()
+        self.warehouse, self.run_id = warehouse, run_id
+
+    def expand(self, ingested: dict):
+        written = [ingested[name] | f"Write{table.title()}" >> WriteParquetPartitions(self.warehouse, self.run_id,
+                                                                                        table)
+                   for name, table in (("records", "access"), ("errors", "errors"), ("rejects", "rejects"))]
+        return written | "AllWritten" >> beam.Flatten()
+
+
 class WriteAndCommit(beam.PTransform):
     """IngestChunks' outputs -> one summary dict per input, once its access, errors and rejects files are
     written and committed together (nothing of an input is visible before its commit)."""
@@ -78,9 +93,6 @@ class WriteAndCommit(beam.PTransform):
         self.warehouse, self.run_id, self.max_reject_ratio = warehouse, run_id, max_reject_ratio
 
     def expand(self, ingested: dict):
-        written = [ingested[name] | f"Write{table.title()}" >> WriteParquetPartitions(self.warehouse, self.run_id,
-                                                                                        table)
-                   for name, table in (("records", "access"), ("errors", "errors"), ("rejects", "rejects"))]
-        return (written
-                | "AllWritten" >> beam.Flatten()
+        return (ingested
+                | "WriteTables" >> WriteTables(self.warehouse, self.run_id)
                 | "CommitInputs" >> CommitInputs(self.warehouse, self.run_id, self.max_reject_ratio))

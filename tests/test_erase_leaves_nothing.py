@@ -16,18 +16,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import zstandard
 
 import schemas
 from accesslog.cli import main
 from accesslog.subject import Subject, erase_subject
 from storage.keystore import Keystore
 from storage.retention import apply_retention
+from tests.leakscan import duckdb_text, zstd_frames
 from tests.logfiles import Request, render, write_log
 from transforms.pseudonymize import ip_pseudonym
 
@@ -46,7 +45,6 @@ REJECTED_PATH = "/rejected-only/c4d2"       # only in lines that are rejected (b
 OTHERS = ["198.51.100.23", "198.51.100.24", "2001:db8:abcd:12::7", "192.0.2.145"]
 COMMON_PATHS = ["/", "/about", "/blog", "/contact", "/pricing"]
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def only_path(day: date) -> str:
@@ -166,22 +164,15 @@ def contents(path: Path, warehouse: Path):
     DuckDB file, every value of every table."""
     raw = path.read_bytes()
     yield "raw bytes", raw
-    start = raw.find(ZSTD_MAGIC)
-    while start >= 0:
-        try:
-            yield f"zstd frame at {start}", zstandard.ZstdDecompressor().decompressobj().decompress(raw[start:])
-        except zstandard.ZstdError:
-            pass
-        start = raw.find(ZSTD_MAGIC, start + 1)
+    for frame in zstd_frames(raw):
+        yield "zstd frame", frame
     if path.suffix == ".parquet":
         for kind, values in (("dictionary page", dictionaries(path)), ("rows", row_values(path)),
                              ("statistics", statistics(path))):
             for column, found in values.items():
                 yield f"{kind} of {column}", "\n".join(str(v) for v in found).encode()
     if path.suffix == ".duckdb":
-        with duckdb.connect(str(path), read_only=True) as con:
-            for (table,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall():
-                yield f"table {table}", str(con.execute(f'SELECT * FROM "{table}"').fetchall()).encode()
+        yield "tables", duckdb_text(path)
 
 
 def traces(warehouse: Path, needles: list[str]) -> list[str]:

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from accesslog.cli import main
 from storage.keystore import Keystore
+from tests.test_leak_guard import scan_tree
 from transforms import error_entries, pseudonymize, rejects, scrub
 from transforms.error_entries import redact_auth_users
 from transforms.formats import resolve_format
@@ -95,16 +93,6 @@ def access_log() -> list[str]:
     return lines
 
 
-def warehouse_texts(root: Path) -> dict[str, str]:
-    texts = {}
-    for path in root.rglob("*"):
-        if path.is_file():
-            texts[str(path)] = path.read_bytes().decode("latin-1")
-            if path.suffix == ".parquet":   # compressed pages hide text: the decoded values too
-                texts[f"{path} (decoded)"] = json.dumps(pq.read_table(path).to_pylist(), default=str)
-    return texts
-
-
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> dict[str, str]:
     """Every text `accesslog run` wrote and `accesslog run`/`accesslog parse` printed, for the
@@ -123,7 +111,7 @@ def outputs(tmp_path_factory) -> dict[str, str]:
                  main(["parse", str(access), "--log-format", "combined", "--keys", keys]),
                  main(["parse", str(errors), "--log-format", "nginx_error", "--keys", keys])]
     assert codes == [0, 0, 0, 0], printed.getvalue()[-2000:]
-    return {"printed": printed.getvalue(), **warehouse_texts(warehouse)}
+    return {"printed": printed.getvalue(), **scan_tree(warehouse)}
 
 
 def test_the_pipeline_wrote_every_table(outputs):
