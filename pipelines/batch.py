@@ -41,7 +41,7 @@ from storage.retention import apply_retention
 from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
 from transforms.formats import LogFormat
 from transforms.scrub import Scrubber
-from transforms.write import WrittenChunk, commit_input
+from transforms.write import MARKS, WrittenChunk, commit_input
 
 
 @dataclass
@@ -333,6 +333,13 @@ def format_summary(result: RunResult) -> str:
                                for j, v in enumerate(r)))
         if i == 0 or i == len(text_rows) - 2:
             lines.append("  ".join("-" * w for w in widths))
+    trailing, truncated = (sum(s.get(mark, 0) for s in result.inputs) for mark in MARKS)
+    if trailing:
+        lines.append(f"{trailing:,} lines had fields after the log format: kept, the rest in extra['trailing'] "
+                     "(--strict rejects them)")
+    if truncated:
+        lines.append(f"{truncated:,} lines were cut off inside a quoted field: kept, marked in extra['truncated'] "
+                     "(--strict rejects them)")
     for s in result.failed:
         lines.append(f"FAILED {s['source']}: {s['error']}")
     lines.append(f"run {result.run_id}: manifest {result.manifest}")

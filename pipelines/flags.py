@@ -45,6 +45,9 @@ FORMAT_OPTIONS = (
            "reach into nested objects)"),
     Option("trusted_proxies", "CIDR,...: take the client from X-Forwarded-For as nginx realip does (right-most "
            "address that is not a trusted proxy)"),
+    Option("strict", "reject lines that carry fields after the log format or end inside a quoted field "
+           "(by default they are kept: the rest in extra['trailing'], the cut marked in extra['truncated'])",
+           flag=True),
     Option("timezone", "zone of logged times that carry no offset (nginx/Apache error logs, Apache formats "
            "without %%z): UTC (default), +0100, or a name like Europe/Berlin", default=default("timezone")),
 )
@@ -62,6 +65,9 @@ PRIVACY_OPTIONS = (
            default=default("geo_detail")),
     Option("secret_params", "comma-separated query parameters whose values are redacted; replaces the default "
            "list, or adds to it when it starts with '+'"),
+    Option("user_paths", "comma-separated path prefixes, e.g. /users/,/u/: the path segment right after one, at "
+           "the start of a path, is a user name and becomes REDACTED (a user directory /~name always does)",
+           metavar="PREFIXES"),
 )
 
 RETENTION_OPTIONS = (

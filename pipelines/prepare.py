@@ -22,7 +22,7 @@ from transforms.errorlog import resolve_tz
 from transforms.fields import parse_trusted_proxies
 from transforms.formats import LogFormat, resolve_format
 from transforms.retention import retention_cutoff
-from transforms.scrub import Scrubber, parse_secret_params
+from transforms.scrub import Scrubber, parse_secret_params, parse_user_paths
 
 IN_PROCESS_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
 
@@ -37,9 +37,10 @@ def parse_zone(text: str) -> tzinfo:
 
 
 def format_options(settings: Settings) -> dict:
-    """What every format of a run is given: the zone of times without an offset, trusted proxies."""
+    """What every format of a run is given: the zone of times without an offset, trusted proxies,
+    strictness."""
     return {"zone": parse_zone(settings.timezone),
-            "trusted_proxies": parse_trusted_proxies(settings.trusted_proxies)}
+            "trusted_proxies": parse_trusted_proxies(settings.trusted_proxies), "strict": settings.strict}
 
 
 def resolve_formats(settings: Settings, inputs: list[LogInput],
@@ -60,7 +61,8 @@ def resolve_formats(settings: Settings, inputs: list[LogInput],
     for log_input in inputs:
         found = detect(sample_lines(log_input), log_input.source)
         report(f"accesslog: {log_input.source}: detected {found.name} ({found.matched}/{found.sampled} "
-               "sample lines match)")
+               "sample lines match" + (", with fields after it: kept in extra['trailing']; pass the server's "
+                                       "format to read them" if found.trailing else "") + ")")
         if found.name not in formats:
             formats[found.name] = configured(resolve_format(found.name, field_map=settings.field_map))
         routed.append(dataclasses.replace(log_input, log_format=found.name))
@@ -75,17 +77,23 @@ def single_format(settings: Settings, job: str) -> LogFormat:
     return resolve_formats(settings, [])[1][""]
 
 
+def make_scrubber(settings: Settings) -> Scrubber:
+    """The scrubber of the secret parameters and user paths asked for (a bad prefix fails here)."""
+    return Scrubber(parse_secret_params(settings.secret_params), parse_user_paths(settings.user_paths))
+
+
 def prepare_outputs(settings: Settings, now: datetime) -> tuple[str, Keystore, Scrubber]:
     """The GeoIP databases open (a bad one fails here, with its path, not in a worker), the
     warehouse exists and is writable, the keystore (outside it) covers the retention window, the
     scrubber. Returns (warehouse, keystore, scrubber)."""
     settings.require_warehouse()
+    scrubber = make_scrubber(settings)
     if settings.geoip_db:
         GeoLookup(list(settings.geoip_db), settings.geo_detail).close()
     warehouse = wh.prepare(settings.warehouse)
     keystore = Keystore.from_options(settings.keys, settings.key_period, outside=warehouse)
     keystore.check_window(retention_cutoff(now, settings.retention_days).date())
-    return str(warehouse), keystore, Scrubber(parse_secret_params(settings.secret_params))
+    return str(warehouse), keystore, scrubber
 
 
 def beam_options(beam_args: list[str]) -> tuple[PipelineOptions, bool]:

@@ -1,7 +1,7 @@
 """Settings: what every accesslog pipeline (batch, follow, streaming) is told, in one frozen object.
 
-Format (how lines are read), privacy (keys, IP mode, GeoIP, secret parameters), retention and the
-warehouse. The CLI, `python -m pipelines.<name>` and library callers all build a `Settings`; it is
+Format (how lines are read), privacy (keys, IP mode, GeoIP, secret parameters, user paths), retention
+and the warehouse. The CLI, `python -m pipelines.<name>` and library callers all build a `Settings`; it is
 checked once, here, when it is made. The job-specific knobs (inputs, windows, intervals) live in
 each pipeline's own config beside it. No Apache Beam here: the CLI reads the defaults below to
 document its flags.
@@ -28,6 +28,7 @@ class Settings:
     field_map: str | None = None
     timezone: str = "UTC"
     trusted_proxies: str | None = None
+    strict: bool = False           # reject lines with fields after the format, or cut off inside a quoted field
     # -- privacy
     keys: str | None = None
     key_period: str | None = None
@@ -35,6 +36,7 @@ class Settings:
     geoip_db: tuple[str, ...] = ()
     geo_detail: str = "country"
     secret_params: str | None = None
+    user_paths: str | None = None   # '/users/,/u/': the path segment after each is a user name
     # -- retention
     retention_days: int = 90
     now: str | None = None

@@ -31,7 +31,8 @@ ACCESS = pa.schema(
         _field("url_path", pa.string(), "Request target without the query string, secrets scrubbed."),
         _field("url_query", pa.string(), "Query string after scrubbing: secret parameters' values are REDACTED."),
         _field("protocol", pa.string(), "Protocol of the request line, e.g. HTTP/1.1."),
-        _field("status", pa.int16(), "HTTP response status (policy 6.3).", nullable=False),
+        _field("status", pa.int16(), "HTTP response status (policy 6.3); null when the server logged '-' (no "
+               "status was set, e.g. the client closed the connection first)."),
         _field("bytes_sent", pa.int64(), "Body bytes sent ($body_bytes_sent / %b)."),
         _field("referrer", pa.string(), "Previous page (policy 6.3), scrubbed like url_query."),
         _field("user_agent", pa.string(), "Raw user agent (e-mail addresses scrubbed)."),

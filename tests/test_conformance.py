@@ -141,7 +141,8 @@ COMBINED_CASES = [
          {**at(T_UTC), **get(protocol=None), "status": 200, "bytes_sent": 12, "_client_ip": "198.51.100.4"}),
     Case("combined-tls-handshake-on-http-port", "combined",
          f'198.51.100.4 - - {T} "\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xFC\\x03\\x03" 400 157 "-" "-"',
-         {**at(T_UTC), "status": 400, "bytes_sent": 157, "_client_ip": "198.51.100.4"}),
+         {**at(T_UTC), "status": 400, "bytes_sent": 157, "_client_ip": "198.51.100.4",
+          "_x_request": "\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xFC\\x03\\x03"}),   # kept as logged
     Case("combined-escaped-quote-and-backslash", "combined",
          f'203.0.113.7 - - {T} "GET /q?s=\\x22a\\x22 HTTP/1.1" 200 1 "-" "say \\x22hi\\x22 C:\\x5Cx"',
          {**at(T_UTC), **get("/q", 's="a"'), "status": 200, "bytes_sent": 1, "user_agent": 'say "hi" C:\\x',
@@ -172,14 +173,21 @@ COMBINED_CASES = [
          {**at(T_UTC), **get(), "status": 200, "bytes_sent": 1, "_client_ip": "name:unix:"}),
     Case("combined-dash-client-is-rejected", "combined", f'- - - {T} "GET / HTTP/1.1" 200 1 "-" "-"',
          reject="invalid $remote_addr"),
-    Case("combined-dash-status-is-rejected", "combined", f'203.0.113.7 - - {T} "GET / HTTP/1.1" - 1 "-" "-"',
+    # Apache writes '-' when no status was set; a log rewritten into nginx's layout keeps it
+    Case("combined-dash-status-is-kept-as-null", "combined", f'203.0.113.7 - - {T} "GET / HTTP/1.1" - 1 "-" "-"',
+         {**at(T_UTC), **get(), "status": None, "bytes_sent": 1, "_client_ip": "203.0.113.7"}),
+    Case("combined-word-status-is-rejected", "combined", f'203.0.113.7 - - {T} "GET / HTTP/1.1" ok 1 "-" "-"',
          reject="invalid $status"),
     Case("combined-dash-time-is-rejected", "combined", '203.0.113.7 - - [-] "GET / HTTP/1.1" 200 1 "-" "-"',
          reject="line does not match log format 'combined'"),
     Case("combined-impossible-date-is-rejected", "combined",
          '203.0.113.7 - - [31/Feb/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 1 "-" "-"',
          reject="invalid $time_local"),
-    Case("combined-truncated-line-is-rejected", "combined", f'203.0.113.7 - - {T} "GET / HTTP/1.1" 200 1 "-" "Moz',
+    Case("combined-truncated-user-agent-is-kept-and-marked", "combined",
+         f'203.0.113.7 - - {T} "GET / HTTP/1.1" 200 1 "-" "Moz',
+         {**at(T_UTC), **get(), "status": 200, "bytes_sent": 1, "user_agent": "Moz", "_client_ip": "203.0.113.7",
+          "_x_truncated": "http_user_agent"}),
+    Case("combined-cut-before-the-status-is-rejected", "combined", f'203.0.113.7 - - {T} "GET / HT',
          reject="line does not match log format 'combined'"),
 ]
 
@@ -372,7 +380,8 @@ APACHE_CASES = [
          {**at(T_UTC), **get(), "status": 200, "bytes_sent": 1, "user_agent": "a\x0bb", "_client_ip": "192.0.2.1"}),
     Case("apache-tls-handshake-on-http-port", "apache_combined",
          f'192.0.2.1 - - {T} "\\x16\\x03\\x01\\x00\\xa5\\x01\\x00\\x00\\xa1\\x03\\x03" 400 226 "-" "-"',
-         {**at(T_UTC), "status": 400, "bytes_sent": 226, "_client_ip": "192.0.2.1"}),
+         {**at(T_UTC), "status": 400, "bytes_sent": 226, "_client_ip": "192.0.2.1",
+          "_x_request": "\\x16\\x03\\x01\\x00\\xa5\\x01\\x00\\x00\\xa1\\x03\\x03"}),
     Case("apache-http09", "apache_combined", f'192.0.2.1 - - {T} "GET /" 200 10 "-" "-"',
          {**at(T_UTC), **get(protocol=None), "status": 200, "bytes_sent": 10, "_client_ip": "192.0.2.1"}),
     Case("apache-empty-user", "apache_combined", f'192.0.2.1 - "" {T} "GET / HTTP/1.0" 200 1 "-" "-"',
@@ -506,7 +515,91 @@ JSON_CASES = [
          reject="JSON object has no status field"),
 ]
 
-CASES = COMBINED_CASES + MAIN_CASES + TIMED_CASES + NGINX_CASES + APACHE_CASES + JSON_CASES
+# Lines real servers write that do not fit `METHOD URI PROTOCOL` or the configured format exactly
+# (issue: real-world tolerance). Rows are kept; what could not be read is null, and what would
+# otherwise be lost is kept, scrubbed later, in an extra: `request` (a request line with no method),
+# `trailing` (fields after the format), `truncated` (the variable a cut line ends inside).
+OK = {**at(T_UTC), "bytes_sent": 1, "_client_ip": "192.0.2.1"}
+TOLERANCE_CASES = [
+    # 1. the identd field: Apache's %l writes identd's answer; nginx keeps the CLF layout
+    Case("combined-ident-token", "combined", f'192.0.2.1 frank - {T} "GET / HTTP/1.1" 200 1 "-" "-"',
+         {**OK, **get(), "status": 200}),
+    Case("combined-ident-number-and-user", "combined",
+         f'192.0.2.1 12345 alice {T} "GET / HTTP/1.1" 200 1 "-" "-"',
+         {**OK, **get(), "status": 200, "_remote_user": "alice"}),
+    Case("apache-ident-token", "apache_combined", f'192.0.2.1 user-identifier frank {T} "GET / HTTP/1.0" 200 1 "-" "-"',
+         {**OK, **get(protocol="HTTP/1.0"), "status": 200, "_remote_user": "frank"}),
+    Case("common-ident-token", "common", f'192.0.2.1 ident - {T} "GET / HTTP/1.0" 200 1',
+         {**OK, **get(protocol="HTTP/1.0"), "status": 200}),
+    # the client: a host name (Apache with HostnameLookups On writes this layout too), or only
+    # X-Forwarded-For logged (Apache behind a proxy), or no client in the format at all
+    Case("combined-host-name-client", "combined", f'Unicomp6.unicomp.net - - {T} "GET / HTTP/1.0" 200 1 "-" "-"',
+         {**OK, **get(protocol="HTTP/1.0"), "status": 200, "_client_ip": "name:unicomp6.unicomp.net"}),
+    Case("apache-forwarded-for-only", '%{X-Forwarded-For}i %l %u %t "%r" %>s %b',
+         f'203.0.113.9, 10.0.0.2 - - {T} "GET / HTTP/1.1" 200 1',
+         {**OK, **get(), "status": 200, "_client_ip": "203.0.113.9"}),
+    Case("apache-forwarded-for-only-none-logged", '%{X-Forwarded-For}i %l %u %t "%r" %>s %b',
+         f'- - - {T} "GET / HTTP/1.1" 200 1', {**OK, **get(), "status": 200, "_client_ip": None}),
+    Case("nginx-format-without-client", '[$time_local] "$request" $status $body_bytes_sent',
+         f'{T} "GET / HTTP/1.1" 200 1', {**OK, **get(), "status": 200, "_client_ip": None}),
+    # an Apache line (\" and \\ escapes) read with nginx's combined: nginx itself writes \x22 and \x5C
+    Case("combined-reads-apache-escaped-quotes", "combined",
+         f'192.0.2.1 - - {T} "GET /q HTTP/1.1" 200 1 "-" "say \\"hi\\" C:\\\\x"',
+         {**OK, **get("/q"), "status": 200, "user_agent": 'say "hi" C:\\x'}),
+    # 2. fields after the configured format
+    Case("combined-with-forwarded-for-after-it", "combined",
+         f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 "-" "curl/8" "203.0.113.9, 10.0.0.1"',
+         {**OK, **get(), "status": 200, "user_agent": "curl/8", "_x_trailing": '"203.0.113.9, 10.0.0.1"'}),
+    Case("combined-with-timings-and-request-id-after-it", "combined",
+         f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 "-" "-" 0.005 0.004 rid=4f2a9c',
+         {**OK, **get(), "status": 200, "_x_trailing": "0.005 0.004 rid=4f2a9c"}),
+    Case("timed-with-field-after-the-upstream-times", "timed_combined",
+         f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 "-" "-" 0.010 0.004, 0.005 : 0.001 HIT',
+         {**ended(T_UTC, milliseconds=10), "bytes_sent": 1, "_client_ip": "192.0.2.1", **get(), "status": 200,
+          "upstream_ms": 10.0, "_x_trailing": "HIT"}),
+    Case("apache-common-read-with-combined-fields-after-it", "common",
+         f'192.0.2.1 - - {T} "GET / HTTP/1.0" 200 1 "http://example.com/" "Mozilla/5.0"',
+         {**OK, **get(protocol="HTTP/1.0"), "status": 200, "_x_trailing": '"http://example.com/" "Mozilla/5.0"'}),
+    # 3. request lines that are not METHOD URI PROTOCOL
+    Case("combined-http09-no-protocol", "combined", f'192.0.2.1 - - {T} "GET /" 200 1 "-" "-"',
+         {**OK, **get(protocol=None), "status": 200}),
+    Case("combined-uri-with-spaces", "combined", f'192.0.2.1 - - {T} "GET /a b/c d HTTP/1.1" 400 1 "-" "-"',
+         {**OK, **get("/a b/c d"), "status": 400}),
+    Case("combined-dash-request", "combined", f'192.0.2.1 - - {T} "-" 408 1 "-" "-"', {**OK, "status": 408}),
+    Case("combined-empty-request-kept", "combined", f'192.0.2.1 - - {T} "" 400 1 "-" "-"', {**OK, "status": 400}),
+    Case("combined-scanner-token-request", "combined", f'192.0.2.1 - - {T} "SSH-2.0-Go" 400 1 "-" "-"',
+         {**OK, "status": 400, "_x_request": "SSH-2.0-Go"}),
+    Case("apache-empty-request-408", "apache_combined", f'192.0.2.1 - - {T} "-" 408 - "-" "-"',
+         {**OK, "bytes_sent": 0, "status": 408}),
+    # 4. status '-' (Apache: no status was set)
+    Case("apache-dash-status", "apache_combined", f'192.0.2.1 - - {T} "GET / HTTP/1.1" - - "-" "-"',
+         {**OK, **get(), "bytes_sent": 0, "status": None}),
+    Case("common-dash-status", "common", f'192.0.2.1 - - {T} "GET / HTTP/1.1" - 1', {**OK, **get(), "status": None}),
+    # 5. unquoted '-' referrer and user agent
+    Case("combined-bare-dash-referrer-and-agent", "combined", f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 - -',
+         {**OK, **get(), "status": 200}),
+    Case("combined-bare-dash-referrer-quoted-agent", "combined",
+         f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 - "curl/8 (x y)"',
+         {**OK, **get(), "status": 200, "user_agent": "curl/8 (x y)"}),
+    Case("apache-bare-dash-agent", "apache_combined", f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 "http://r/" -',
+         {**OK, **get(), "status": 200, "referrer": "http://r/"}),
+    # 6. a line cut off inside its last quoted field (a truncated write)
+    Case("combined-cut-in-the-referrer", "combined", f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 "https://exa',
+         {**OK, **get(), "status": 200, "referrer": "https://exa", "_x_truncated": "http_referer"}),
+    Case("combined-cut-right-after-the-opening-quote", "combined", f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 "-" "',
+         {**OK, **get(), "status": 200, "_x_truncated": "http_user_agent"}),
+    Case("timed-cut-in-the-agent-loses-the-timings", "timed_combined",
+         f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 "-" "Mozilla/5.0 (Windows NT 10.0; Win64; x64) App',
+         {**OK, **get(), "status": 200, "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) App",
+          "_x_truncated": "http_user_agent"}),
+    Case("apache-cut-after-an-escaped-quote", "apache_combined",
+         f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 "-" "say \\"hi\\',
+         {**OK, **get(), "status": 200, "user_agent": 'say "hi\\', "_x_truncated": "http_user_agent"}),
+    Case("main-cut-in-the-forwarded-for", "main", f'192.0.2.1 - - {T} "GET / HTTP/1.1" 200 1 "-" "curl/8" "203.0.11',
+         {**OK, **get(), "status": 200, "user_agent": "curl/8", "_x_truncated": "http_x_forwarded_for"}),
+]
+
+CASES = COMBINED_CASES + MAIN_CASES + TIMED_CASES + NGINX_CASES + APACHE_CASES + JSON_CASES + TOLERANCE_CASES
 
 
 def parse(fmt, data: bytes):

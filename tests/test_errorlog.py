@@ -542,4 +542,11 @@ def test_pseudonymize_errors_redacts_authentication_user_names(tmp_path):
                                   'open() "/var/www/users/jdoe42/x" failed (2: No such file or directory)']})
     auth, path = pseudonymize_errors(table, Keystore(tmp_path / "keys.json"), Scrubber())["message"].to_pylist()
     assert "jdoe42" not in auth and "192.0.2.7" not in auth and auth.startswith('user "REDACTED"')
-    assert path == 'open() "/var/www/users/REDACTED/x" failed (2: No such file or directory)'   # the chunk's names
+    # Another entry's user name is not looked for: an entry is redacted the same in any chunk.
+    assert path == 'open() "/var/www/users/jdoe42/x" failed (2: No such file or directory)'
+    (alone,) = pseudonymize_errors(table.slice(0, 1), Keystore(tmp_path / "keys.json"), Scrubber())["message"]
+    assert alone.as_py() == auth
+    own = pa.table({"logged_at": pa.array([when], pa.timestamp("us", "UTC")),
+                    "message": ['user "jdoe42" was not found in "/home/jdoe42/.htpasswd"']})
+    (message,) = pseudonymize_errors(own, Keystore(tmp_path / "keys.json"), Scrubber())["message"].to_pylist()
+    assert "jdoe42" not in message   # the message's own name, wherever it shows it

@@ -15,9 +15,9 @@ CUSTOM = '$remote_addr [$time_local] "$request" $status rt=$request_time "$http_
 
 
 def regex_fields(fmt, line):
-    m = fmt.line_regex.match(line)
-    assert m is not None, line
-    return dict(zip(fmt.group_vars, m.groups()))
+    fields = fmt.match_line(line)
+    assert fields is not None, line
+    return {var: value for var, value in fields.items() if var != "ident" or value != "-"}
 
 
 # -- presets --------------------------------------------------------------------------------
@@ -33,7 +33,7 @@ def test_combined_token_plan():
     assert fmt.name == "combined"
     assert fmt.columns == (
         Column(var="remote_addr"),
-        Column(literal="-"),
+        Column(var="ident"),   # identd's answer: '-' from nginx, any token from other servers
         Column(var="remote_user"),
         Column(var="time_local", prefix="[", suffix="]", width=2),   # "[10/Oct/2000:13:55:36" "-0700]"
         Column(var="request"),

@@ -172,8 +172,9 @@ def test_line_regexes_have_no_lazy_runs(spec):
     from re import _parser
 
     from transforms.formats import resolve_format
-    pattern = resolve_format(spec).line_regex
-    assert _lazy_unbounded(list(_parser.parse(pattern.pattern, pattern.flags).data)) == [], pattern.pattern
+    fmt = resolve_format(spec)
+    for pattern in [fmt.line_regex, fmt.trailing_regex, *(regex for regex, _, _ in fmt.cut_regexes)]:
+        assert _lazy_unbounded(list(_parser.parse(pattern.pattern, pattern.flags).data)) == [], pattern.pattern
 
 
 @pytest.mark.parametrize("spec", LINE_FORMATS)

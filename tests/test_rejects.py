@@ -94,11 +94,24 @@ def test_user_name_is_found_in_prefixed_and_cut_lines(line):
     assert "jdoe42" not in out and REDACTED in out and "203.0.113.77" not in out
 
 
-def test_the_chunks_known_user_names_are_redacted_anywhere():
-    out = redact_line("garbage about /users/alice.smith/profile and bob", SECRET, Scrubber(), [],
-                      known_users=("alice.smith", "bob"))
-    assert out == f"garbage about /users/{REDACTED}/profile and {REDACTED}"
-    assert redact_line("bobcat", SECRET, Scrubber(), [], known_users=("bob",)) == "bobcat"   # whole words only
+def test_only_the_lines_own_user_name_is_redacted_elsewhere_in_it():
+    """The name in a line's user field is redacted wherever else that line shows it, as a whole
+    word; nothing from other lines is (a line is redacted the same in any chunk)."""
+    fields = sensitive_field_regexes(resolve_format("combined"))
+    line = '203.0.113.77 - admin [20/Nov/2026:10:00:00 +0000] "GET /solr/admin/info/system?u=administrator HTTP/1.1" 2x0'
+    out = redact_line(line, SECRET, Scrubber(), fields)
+    assert "admin " not in out and f"/solr/{REDACTED}/info/system?u=administrator" in out
+    other = '203.0.113.78 - - [20/Nov/2026:10:00:00 +0000] "GET /solr/admin/info/system HTTP/1.1" 2x0'
+    assert "/solr/admin/info/system" in redact_line(other, SECRET, Scrubber(), fields)
+
+
+def test_user_paths_are_redacted_in_rejected_lines():
+    line = ('garbage about /users/alice.smith/profile, "GET /~bob/index.html HTTP/1.1" and '
+            '"https://example.com/u/carol?x=1" /static/users/kept')
+    out = redact_line(line, SECRET, Scrubber(user_paths=("/users/", "/u/")), [])
+    assert out == (f'garbage about /users/{REDACTED}/profile, "GET /~{REDACTED}/index.html HTTP/1.1" and '
+                   f'"https://example.com/u/{REDACTED}?x=1" /static/users/kept')
+    assert "alice.smith" in redact_line(line, SECRET, Scrubber(), [])   # /users/ is no user path unless listed
 
 
 def test_json_rejects_redact_personal_and_secret_values():
@@ -118,16 +131,22 @@ def test_json_rejects_redact_personal_and_secret_values():
     assert "jdoe42" not in out and "Hunter2Pass" not in out
 
 
-def test_parse_hands_the_chunks_user_names_to_the_rejects(tmp_path):
+def test_a_rejected_line_is_redacted_the_same_whatever_its_chunk_holds(tmp_path):
     from transforms.chunks import LogChunk
     from transforms.parse import parse_chunk
 
     good = '192.0.2.1 - alice.smith [20/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"'
-    bad = "upstream said: no profile at /users/alice.smith/ for 192.0.2.1"
+    bad = ('192.0.2.1 - - [20/Nov/2026:10:00:00 +0000] "GET /users/alice.smith/ HTTP/1.1" 2x0 5 '
+           '"https://example.com/~alice.smith/" "curl/8"')
     fmt = resolve_format("combined")
-    _, rejects = parse_chunk(fmt, LogChunk("a.log", "id", 1, f"{good}\n{bad}\n".encode()))
-    assert rejects.known_users == ("alice.smith",)
-    table = rejects_table(rejects, Keystore(tmp_path / "keys.json"), Scrubber(), redaction_plan(fmt),
-                          now=datetime(2026, 11, 21, tzinfo=timezone.utc))
-    [line] = table["line"].to_pylist()
-    assert "alice.smith" not in line and "192.0.2.1" not in line and f"/users/{REDACTED}/" in line
+    scrubber = Scrubber(user_paths=("/users/",))
+
+    def stored(*lines):
+        _, rejects = parse_chunk(fmt, LogChunk("a.log", "id", 1, ("\n".join(lines) + "\n").encode()))
+        table = rejects_table(rejects, Keystore(tmp_path / "keys.json"), scrubber, redaction_plan(fmt),
+                              now=datetime(2026, 11, 21, tzinfo=timezone.utc))
+        return table["line"].to_pylist()
+    assert stored(good, bad) == stored(bad) == stored(bad, good.replace("alice.smith", "bob"))
+    [line] = stored(bad)
+    assert "alice.smith" not in line and "192.0.2.1" not in line
+    assert f"/users/{REDACTED}/" in line and f"/~{REDACTED}/" in line

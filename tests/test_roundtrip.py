@@ -487,7 +487,8 @@ def test_nginx_escape_json_round_trip(fmt_and_order, reqs, trusted):
 def test_nginx_presets_round_trip(reqs, trusted):
     for preset in ("combined", "main", "timed_combined"):
         body = resolve_format(preset).body
-        order = [text for kind, text in resolve_format(preset).segments if kind == "var"]
+        # the body's variables; the identd field's '-' is read as a variable the body does not name
+        order = [text for kind, text in resolve_format(preset).segments if kind == "var" and text != "ident"]
         check_nginx((body, order), reqs, trusted)
 
 

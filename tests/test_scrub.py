@@ -236,3 +236,69 @@ def test_short_names_match_only_whole_names():
     out = Scrubber().scrub("country_code=DE&zip_code=10115&sort_key=date&code=abc&key=k&x_api_key=s")
     assert "country_code=DE" in out and "zip_code=10115" in out and "sort_key=date" in out
     assert "code=REDACTED" in out and "&key=REDACTED" in out and "x_api_key=REDACTED" in out
+
+
+# -- user paths: /~name and the segments after --user-paths prefixes --------------------------------
+
+
+def test_parse_user_paths():
+    from schemas.errors import SettingError
+    from transforms.scrub import parse_user_paths
+    assert parse_user_paths(None) == parse_user_paths("") == ()
+    assert parse_user_paths("/users/, u ,/api/v1/Members,/users") == ("/users/", "/u/", "/api/v1/Members/")
+    for bad in ("/", "/a?b/", "/a#b", "/a b/", "/%7Eu/", '/"/'):
+        with pytest.raises(SettingError, match="user_paths"):
+            parse_user_paths(bad)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("/~alice/cv.pdf", "/~REDACTED/cv.pdf"),
+    ("/%7ealice/", "/%7eREDACTED/"),
+    ("/~alice", "/~REDACTED"),
+    ("https://example.com:8443/~alice/?x=1", "https://example.com:8443/~REDACTED/?x=1"),
+    ("//cdn.example.com/users/alice", "//cdn.example.com/users/REDACTED"),
+    ("/Users/alice.smith;v=1", "/Users/REDACTED;v=1"),          # prefixes: case-insensitive
+    ("/api/v1/members/bob/avatar.png", "/api/v1/members/REDACTED/avatar.png"),
+    ("next=/users/alice&tab=2", "next=/users/REDACTED&tab=2"),
+    ("next=%2Fusers%2Falice%3Ftab%3D2", "next=%2Fusers%2FREDACTED%3Ftab%3D2"),
+    ("next=https%3A%2F%2Fexample.com%2F~alice%2F", "next=https%3A%2F%2Fexample.com%2F~REDACTED%2F"),
+    ('GET /~alice/ HTTP/1.1" 200 "https://example.com/users/bob"', 'GET /~REDACTED/ HTTP/1.1" 200 "https://example.com/users/REDACTED"'),
+    # not where a path starts, not a listed prefix, nothing after it: kept
+    ("/docs/~draft/", None), ("/static/users/list", None), ("https://example.com/a/users/bob", None),
+    ("/users/", None), ("/~/", None), ("/solr/admin/info/system", None), ("/admin.php", None), ("~alice", None),
+    ("/userslist/bob", None),
+])
+def test_user_paths(text, expected):
+    scrubber = Scrubber(user_paths=("/users/", "/api/v1/members/"))
+    assert scrubber.scrub(text) == (expected or text)
+    assert scrubber.scrub_column(pa.array([text])).to_pylist() == [expected or text]   # the RE2 screen lets it by
+
+
+def test_user_path_prefixes_are_only_the_listed_ones():
+    assert Scrubber().scrub("/users/alice") == "/users/alice"
+    assert Scrubber().scrub("/~alice/") == f"/~{REDACTED}/"   # a user directory always is one
+
+
+def test_a_scrubber_with_user_paths_survives_pickling():
+    import pickle
+    scrubber = pickle.loads(pickle.dumps(Scrubber(parse_secret_params("+foo"), ("/u/",))))
+    assert scrubber.user_paths == ("/u/",) and scrubber.scrub("/u/bob?foo=1") == f"/u/{REDACTED}?foo={REDACTED}"
+
+
+def test_user_paths_flow_from_every_spelling(tmp_path, capsys):
+    """The CLI flag, Beam's option and the Settings field reach the scrubber alike."""
+    from accesslog.cli import main
+    from pipelines.options import AccessLogOptions
+    from pipelines.prepare import make_scrubber
+    from pipelines.settings import Settings
+    for args in (["--user-paths", "/users/,/u/"], ["--user_paths", "/users/,/u/"]):
+        options = AccessLogOptions(args).view_as(AccessLogOptions)
+        assert make_scrubber(Settings.from_namespace(options)).user_paths == ("/users/", "/u/")
+    assert make_scrubber(Settings(user_paths="/users/,/u/")).user_paths == ("/users/", "/u/")
+    log = tmp_path / "access.log"
+    log.write_text('192.0.2.1 - - [20/Nov/2026:10:00:00 +0000] "GET /u/carol HTTP/1.1" 200 5 "-" "curl/8"\n')
+    assert main(["parse", str(log), "--user-paths", "/u/"]) == 0
+    assert '"/u/REDACTED"' in capsys.readouterr().out
+    assert main(["run", str(log), "--warehouse", str(tmp_path / "wh"), "--user-paths", "/u?x/"]) == 2
+    assert "--user-paths '/u?x/' is not a path prefix" in capsys.readouterr().err
+    assert not (tmp_path / "wh").exists()

@@ -61,6 +61,9 @@ PLANTED = {
         "/", "-", "CardBot/4012888888881881 (+https://bot.example/)", ["4012888888881881"]),
     "user name in a referrer's query": (
         "/", "https://example.com/profile?uid=carlotta77&user_name=carlotta77&tab=1", "curl/8.5.0", ["carlotta77"]),
+    "user directory (mod_userdir) in the path, a referrer, a nested URL and a user agent": (
+        "/~dorothea88/index.html?next=%2F~dorothea88%2Fa", "https://example.com/%7Edorothea88/",
+        "Bot/1.0 (+http://example.edu/~dorothea88/bot.html)", ["dorothea88"]),
 }
 # What the scrubber must keep: a browser version, a millisecond timestamp, an id that fails Luhn.
 KEPT = {"target": "/feed?since=1700000000123&order=4111111111111112", "agent": "Chrome/120.0.0.0"}
@@ -261,6 +264,7 @@ def test_screen_lets_every_planted_kind_through():
 
 # -- linearity ------------------------------------------------------------------------------------
 
+USER_PATHS = [(), ("/users/", "/u/"), ("/api/v1/members/", "~staff", "/a.b/c+d/")]
 FORMATS = ["combined", "timed_combined", '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i" "%{Cookie}i"',
            '$remote_addr $host $remote_user [$time_local] "$request" $status "$http_cookie" "$http_authorization"',
            'escape=json $remote_addr - $remote_user [$time_local] "$request" $status "$http_cookie"']
@@ -271,6 +275,8 @@ def input_regexes() -> dict[str, re.Pattern]:
     and the field locators built for a few formats)."""
     found = {f"{module.__name__}.{name}": value for module in (scrub, pseudonymize, rejects, error_entries)
              for name, value in vars(module).items() if isinstance(value, re.Pattern)}
+    for paths in USER_PATHS:   # built from the settings
+        found[f"user paths {paths}"] = Scrubber(user_paths=paths).user_path_re
     for spec in FORMATS:
         for i, locator in enumerate(sensitive_field_regexes(resolve_format(spec))):
             found[f"{spec!r} field {i}"] = locator.located
@@ -344,7 +350,8 @@ def test_the_structural_checks_catch_what_they_should():
 
 # Runs of what made the old regexes rescan: letters, '@', '=', '%', digits, dots, separators, quotes.
 ADVERSARIAL_RUNS = ["a", "a@", "=", "a=", "%", "%40", "a%3D", "1", "41 ", "4111-", "1.", "1%2E", "a:", ":", "a.",
-                    "eyJa.", '"', 'a\\"', "a - ", 'user "a\\"', "Bearer ", "a;"]
+                    "eyJa.", '"', 'a\\"', "a - ", 'user "a\\"', "Bearer ", "a;", "/~a", "//a", "/u/a/", " /u/",
+                    "%2Fu%2F", "/~"]
 
 
 def adversarial_text(size: int) -> str:
@@ -354,10 +361,11 @@ def adversarial_text(size: int) -> str:
 
 def test_a_megabyte_of_adversarial_text_is_scrubbed():
     """Not timed; each run is 48 KiB: a regex that rescans would take minutes on it."""
-    text, scrubber = adversarial_text(1 << 20), Scrubber()
+    text, scrubber = adversarial_text(1 << 20), Scrubber(user_paths=("/u/", "/users/a/"))
     for out in (scrubber.scrub(text), scrubber.scrub(text, versions=True), scrubber.scrub(text, all_pairs=True),
+                scrubber.redact_user_paths(text), scrubber.redact_user_paths("x//" + "a" * (1 << 20) + "/~b" * 50_000),
                 scrubber.scrub(text, ips=False), pseudonymize_ip_tokens(text, SECRET),
-                cookie_header_pseudonyms(SECRET, text), redact_auth_users(text, {"bob.smith"}),
+                cookie_header_pseudonyms(SECRET, text), redact_auth_users(text),
                 redact_names(text, ["alice.smith", "bob"])):
         assert out
 
@@ -365,9 +373,9 @@ def test_a_megabyte_of_adversarial_text_is_scrubbed():
 @pytest.mark.parametrize("spec", FORMATS + ["json"])
 def test_adversarial_rejected_lines_are_redacted(spec):
     fmt = resolve_format(spec, field_map="who=remote_user") if spec == "json" else resolve_format(spec)
-    plan, scrubber = redaction_plan(fmt), Scrubber()
+    plan, scrubber = redaction_plan(fmt), Scrubber(user_paths=("/u/",))
     lines = [(run * (MAX_LINE_BYTES // len(run)))[:MAX_LINE_BYTES] for run in ADVERSARIAL_RUNS]
     lines += ['192.0.2.1 - bob [' + run * 4096 for run in ADVERSARIAL_RUNS] + ['{"who":"' + adversarial_text(1 << 20)]
     for line in lines:
-        out = redact_line(line, SECRET, scrubber, plan.field_res, plan.strict, plan.json_keys, ("alice.smith",))
+        out = redact_line(line, SECRET, scrubber, plan.field_res, plan.strict, plan.json_keys)
         assert out and "192.0.2.1" not in out

@@ -8,6 +8,7 @@ is per file, so access and error logs can be mixed in one run.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ class Detection:
     name: str
     matched: int
     sampled: int
+    trailing: bool = False   # the lines carry fields after the preset (kept in extra['trailing'])
 
 
 def sample_lines(log_input: LogInput, n: int = SAMPLE_LINES) -> list[str]:
@@ -44,9 +46,10 @@ def sample_lines(log_input: LogInput, n: int = SAMPLE_LINES) -> list[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _candidate(name: str) -> LogFormat:
+def _candidate(name: str, strict: bool) -> LogFormat:
     """A preset compiled once (LogFormat is frozen), not once per input file."""
-    return resolve_format(name)
+    fmt = resolve_format(name)
+    return dataclasses.replace(fmt, options={**fmt.options, "strict": strict})
 
 
 def detect(lines: list[str], source: str = "input") -> Detection:
@@ -59,19 +62,32 @@ def detect(lines: list[str], source: str = "input") -> Detection:
     kind = detect_error_log(lines)
     if kind:
         return Detection(kind, len(lines), len(lines))
-    best: Detection | None = None
-    best_fields = 0
     sample = LogChunk("sample", "sample", 1, ("\n".join(lines) + "\n").encode("utf-8"))
-    for name in TEXT_CANDIDATES:
-        fmt = _candidate(name)
-        # Typed, not just shaped: `0.010` fits Apache %I's slot textually but is no byte count.
-        matched = parse_chunk(fmt, sample)[0].records.num_rows
-        if best is None or matched > best.matched or (matched == best.matched and len(fmt.variables) > best_fields):
-            best, best_fields = Detection(name, matched, len(lines)), len(fmt.variables)
+    # A preset that reads the lines whole first; else one that reads their start (a server whose
+    # format appends fields to a preset's).
+    best = _best_preset(sample, len(lines), strict=True)
+    if best.matched * 2 < len(lines):
+        best = _best_preset(sample, len(lines), strict=False)
     if best.matched * 2 < len(lines):
         raise SettingError("cannot detect the log format of {source} ({matched} of {sampled} sample lines match "
                            "the closest preset, {preset}): pass {} with your nginx log_format or Apache "
                            "LogFormat", "log_format", source=source, matched=best.matched, sampled=len(lines),
                            preset=best.name)
+    return best
+
+
+def _best_preset(sample: LogChunk, n_lines: int, strict: bool) -> Detection:
+    """The preset that parses the most sample lines; ties go to the one whose escaping the lines
+    show (Apache writes a quote as \\", nginx as \\x22), then to more fields, then to the earlier."""
+    backslash_quotes = b'\\"' in sample.data
+    best: Detection | None = None
+    best_key = None
+    for name in TEXT_CANDIDATES:
+        fmt = _candidate(name, strict)
+        # Typed, not just shaped: `0.010` fits Apache %I's slot textually but is no byte count.
+        matched = parse_chunk(fmt, sample)[0].records.num_rows
+        key = (matched, (fmt.escape in ("apache", "json")) == backslash_quotes, len(fmt.variables))
+        if best_key is None or key > best_key:
+            best, best_key = Detection(name, matched, n_lines, trailing=not strict), key
     return best
 

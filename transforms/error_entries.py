@@ -40,9 +40,11 @@ def auth_user_names(messages: list[str | None]) -> set[str]:
     return {m.group(2) or m.group(5) for text in messages if text for m in _AUTH_USER.finditer(text)}
 
 
-def redact_auth_users(message: str, names: set[str] | frozenset = frozenset()) -> str:
-    """Authentication messages' user names -> REDACTED, and `names` (the chunk's, from
-    auth_user_names) wherever else they appear as whole words (/var/www/users/<name>/)."""
+def redact_auth_users(message: str) -> str:
+    """An authentication message's user name -> REDACTED, also wherever else the same message shows
+    it as a whole word. Only the message itself is looked at: an entry is redacted the same in any
+    chunk."""
+    names = auth_user_names([message])
     message = _AUTH_USER.sub(lambda m: (m.group(1) + REDACTED + m.group(3)) if m.group(1)
                              else (m.group(4) + REDACTED + m.group(6)), message)
     return redact_names(message, names)
@@ -68,9 +70,8 @@ def pseudonymize_errors(table: pa.Table, keystore: Keystore, scrubber: Scrubber)
         secrets = {int(d): keystore.key_for_day(datetime.fromtimestamp(int(d) * 86400, timezone.utc).date())[1]
                    for d in np.unique(days)}
         messages = table["message"].to_pylist()
-        users = auth_user_names(messages)
         redacted = [None if m is None else
-                    scrubber.scrub(pseudonymize_ip_tokens(redact_auth_users(m, users), secrets[int(d)]), ips=False)
+                    scrubber.scrub(pseudonymize_ip_tokens(redact_auth_users(m), secrets[int(d)]), ips=False)
                     for m, d in zip(messages, days.tolist())]
         table = table.set_column(table.column_names.index("message"), "message", pa.array(redacted, pa.string()))
     for name in ("request", "referrer", "upstream", "host", "server"):

@@ -37,10 +37,17 @@ _REQUEST_LENIENT = (r"^(?P<method>[A-Za-z][A-Za-z0-9_-]*) (?P<path>[^?]*?)(?P<qu
                     r"(?: (?P<protocol>HTTP/[0-9.]+))?$")
 
 
+# nginx escape=default writes \xHH for '"', '\', control and non-ASCII bytes, so a backslash it
+# wrote is always followed by 'x'. \" and \\ are Apache's escapes (its combined lines have the same
+# layout and are read with the nginx presets too): undone as well.
+_NGINX_ESCAPE = re.compile(rb'\\x([0-9A-Fa-f]{2})|\\(["\\])')
+
+
 def _decode_nginx(text: str) -> str:
-    """Undo nginx escape=default (\\xHH for '"', '\\', control and non-ASCII bytes)."""
+    """Undo nginx escape=default (and the \\" and \\\\ of Apache lines in the same layout)."""
     # On the UTF-8 bytes, so characters that were not escaped (a raw 'é', U+FFFD) survive.
-    raw = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("utf-8"))
+    raw = _NGINX_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]) if m.group(1) else m.group(2),
+                            text.encode("utf-8"))
     return raw.decode("utf-8", "replace")
 
 
@@ -77,14 +84,6 @@ def on_uniques(values: pa.Array, fn) -> pa.Array:
     return result
 
 
-def known_user_names(table: pa.Table, limit: int = 500) -> list[str]:
-    """The chunk's $remote_user values long enough to redact wherever they appear (user names
-    also turn up in paths, queries and rejected lines; short ones would hit ordinary words)."""
-    if "_remote_user" not in table.column_names:
-        return []
-    return [n for n in encoded(table["_remote_user"]).dictionary.to_pylist() if n and len(n) >= 3][:limit]
-
-
 def map_unique(values: pa.Array, fn, type_: pa.DataType = pa.string()) -> pa.Array:
     """Apply a Python function (str -> value) once per distinct value of `values`.
 
@@ -106,7 +105,7 @@ def _decode_backslash(text: str) -> str:
     return _BACKSLASH.sub(sub, text.encode("utf-8")).decode("utf-8", "replace")
 
 
-_DECODERS = {"default": (r"\\x", _decode_nginx), "json": (r"\\", _decode_backslash),
+_DECODERS = {"default": (r"\\[x\"\\\\]", _decode_nginx), "json": (r"\\", _decode_backslash),
              "apache": (r"\\", _decode_backslash)}
 
 
@@ -423,6 +422,11 @@ def _request(fields: dict, n: int, opts: FieldOptions, out: dict) -> None:
     null_str = pa.nulls(n, pa.string())
     if "request" in fields:
         out.update(split_request(fields["request"], opts.escape))
+        # A request line that names no method (TLS handshakes and scanners on the HTTP port, as
+        # \x16\x03\x01...) is kept as logged, to be scrubbed like any extra: nothing silently lost.
+        unread = pc.and_(pc.is_null(out["method"]), pc.invert(pc.is_in(fields["request"], pa.array(["-", ""]))))
+        if pc.any(unread).as_py():
+            out["_x_request"] = pc.if_else(unread, fields["request"], pa.scalar(None, pa.string()))
         return
     out["method"] = text(fields["request_method"]) if "request_method" in fields else null_str
     out["protocol"] = text(fields["server_protocol"]) if "server_protocol" in fields else null_str
@@ -460,18 +464,28 @@ def _bytes(fields: dict, n: int, rejects: _Rejects, out: dict) -> None:
 
 
 def _client(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: dict) -> None:
-    """The client address (in memory only), after realip when proxies are trusted."""
+    """The client (in memory only), after realip when proxies are trusted: an address, `name:<host>`
+    for a host name (Apache with HostnameLookups; logs of that layout are read as combined too) or
+    `name:unix:`. A format that logs no peer address but X-Forwarded-For (Apache behind a proxy:
+    `%{X-Forwarded-For}i %l %u %t ...`) takes its left-most address; '-' there is no client, and a
+    format with neither has none: the row is kept either way, client_id null."""
     var, client = _first(fields, ("remote_addr", "realip_remote_addr", "binary_remote_addr"))
+    if client is None and "http_x_forwarded_for" in fields:
+        var, client = "http_x_forwarded_for", map_unique(fields["http_x_forwarded_for"],
+                                                         lambda v: v.split(",", 1)[0].strip())
+        out["_client_ip"] = map_unique(client, functools.partial(client_key, names=True))
+        logged = pc.invert(pc.is_in(client, pa.array(["-", ""])))
+        rejects.add(pc.and_(pc.is_null(out["_client_ip"]), logged), f"invalid ${var}")
+        return
     if client is None:
         out["_client_ip"] = pa.nulls(n, pa.string())
-        rejects.add(pa.array(np.ones(n, dtype=bool)), "format has no client address ($remote_addr)")
         return
     if var == "binary_remote_addr":
         client = map_unique(client, binary_ip)
     elif opts.trusted_proxies and "http_x_forwarded_for" in fields:
         pairs = pc.binary_join_element_wise(fields["http_x_forwarded_for"], client, "\n")
         client = map_unique(pairs, functools.partial(realip, trusted=opts.trusted_proxies))
-    out["_client_ip"] = map_unique(client, functools.partial(client_key, names=opts.escape == "apache"))
+    out["_client_ip"] = map_unique(client, functools.partial(client_key, names=True))
     rejects.add(pc.is_null(out["_client_ip"]), f"invalid ${var}")
 
 
@@ -485,9 +499,11 @@ def build_records(fields: dict[str, pa.Array], n: int,
     out: dict[str, pa.Array] = {}
     _times(fields, n, opts, rejects, out)
     status_raw = fields["status"]
+    # Apache writes '-' when no status was set (a connection closed before a response): kept, null.
     status_ok = pc.match_substring_regex(status_raw, r"^[0-9]{3}$")
-    rejects.add(pc.invert(status_ok), "invalid $status")
-    out["status"] = pc.cast(pc.if_else(pc.fill_null(status_ok, False), status_raw, "0"), pa.int16())
+    rejects.add(pc.invert(pc.or_(status_ok, pc.equal(status_raw, "-"))), "invalid $status")
+    out["status"] = pc.cast(pc.if_else(pc.fill_null(status_ok, False), status_raw, pa.scalar(None, pa.string())),
+                            pa.int16())
     _bytes(fields, n, rejects, out)
     _request(fields, n, opts, out)
     for column, var in (("referrer", "http_referer"), ("user_agent", "http_user_agent"),

@@ -54,10 +54,12 @@ class Variable:
     spaces: int = 0            # spaces always inside the value (time_local has one)
 
 
+_UPSTREAM_LIST = r"[^\s,]++(?:(?:, | : )[^\s,]++)*+"
 # Variables with a known shape. Anything else is matched leniently; type checks
 # happen in transforms.fields so a malformed value gets a precise reject reason.
 VARIABLES: dict[str, Variable] = {
     "remote_addr": Variable(r"\S+"),
+    "ident": Variable(r"\S+"),
     "realip_remote_addr": Variable(r"\S+"),
     "time_local": Variable(r"\S+ \S+", spaces=1),
     "time_iso8601": Variable(r"\S+"),
@@ -79,14 +81,21 @@ VARIABLES: dict[str, Variable] = {
     "time_responded_msec": Variable(r"\S+"),
     "time_responded_usec": Variable(r"\S+"),
     "query_string_apache": Variable(r"(?:\?\S*)?"),   # Apache %q: '' or '?...', often right after %U
+    # Unquoted (Apache behind a proxy: "%{X-Forwarded-For}i %l %u %t ..."): "a, b" is one value.
+    "http_x_forwarded_for": Variable(r"[^\s,]++(?:,\s?[^\s,]++)*+"),
+    # Lists, one entry per upstream tried: "a, b : c" (nginx: $upstream_addr and the times after it).
+    **{name: Variable(_UPSTREAM_LIST) for name in (
+        "upstream_addr", "upstream_status", "upstream_response_time", "upstream_connect_time",
+        "upstream_header_time", "upstream_response_length", "upstream_bytes_received", "upstream_bytes_sent")},
     # $uri$is_args$args: the path has no '?', $is_args is '?' or ''.
     "uri": Variable(r"[^?\s]*"),
     "is_args": Variable(r"\??"),
 }
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 # How a quoted value is matched, by escaping mode: nginx's default escapes '"' as
-# \x22; json and Apache escape it as \"; escape=none leaves it raw.
-_QUOTED = {"default": r'[^"]*', "json": r'(?:[^"\\]|\\.)*', "apache": r'(?:[^"\\]|\\.)*', "none": r".*?"}
+# \x22 (and '\' as \x5C, so \" in a line is Apache's escape: taken too); json and Apache
+# escape it as \"; escape=none leaves it raw.
+_QUOTED = {"default": r'(?:[^"\\]|\\.)*', "json": r'(?:[^"\\]|\\.)*', "apache": r'(?:[^"\\]|\\.)*', "none": r".*?"}
 
 
 @dataclass(frozen=True)
@@ -116,7 +125,9 @@ class LogFormat:
     kind: str = "nginx"                    # nginx | apache | json | nginx_error | apache_error
     variables: tuple[str, ...] = ()
     line_regex: re.Pattern | None = None
-    group_vars: tuple[str, ...] = ()       # line_regex group i+1 -> variable
+    group_vars: tuple[str, ...] = ()       # line_regex group i+1 -> variable (a variable may have two)
+    trailing_regex: re.Pattern | None = None   # line_regex, then fields the format does not name (TRAILING)
+    cut_regexes: tuple = ()                # lines cut off inside a quoted variable: see _cut_regexes
     columns: tuple[Column, ...] | None = None   # CSV token plan, None if not tokenizable
     escape: str = "default"                # default | json | none | apache
     time_format: str | None = None         # strptime format of time_received (Apache %{...}t)
@@ -131,6 +142,20 @@ class LogFormat:
     @property
     def is_access(self) -> bool:
         return self.kind in ("nginx", "apache", "json")
+
+    def match_line(self, text: str) -> dict[str, str] | None:
+        """The line regex's reading of one line: {variable: value} (TRAILING only when the line
+        has fields after the format), or None when the line does not match."""
+        if self.line_regex is None:
+            return None
+        m = self.line_regex.match(text) or self.trailing_regex.match(text)
+        if m is None:
+            return None
+        fields: dict[str, str] = {}
+        for var, value in zip(self.group_vars + (TRAILING,), m.groups()):
+            if value is not None:
+                fields.setdefault(var, value)
+        return fields
 
     def explain(self) -> list[dict]:
         """The compiled field list, for `accesslog parse --explain`."""
@@ -180,29 +205,97 @@ def quoted_pattern(escape: str) -> str:
     return _QUOTED[escape]
 
 
-def _line_regex(segments: list[tuple[str, str]], escape: str,
-                patterns: dict[str, str]) -> tuple[re.Pattern, tuple[str, ...]]:
-    parts, group_vars = ["^"], []
-    for i, (kind, text) in enumerate(segments):
-        if kind == "lit":
-            parts.append(re.escape(text))
-            continue
+# Fields a line may carry besides the format's variables (they end up in `extra`): what follows the
+# configured format on the line, and which quoted variable a line cut short ends inside.
+TRAILING, TRUNCATED = "extra:trailing", "extra:truncated"
+# How the value of a quoted variable cut off by the end of the line is matched, by escaping mode.
+_CUT_QUOTED = {"default": r'(?:[^"\\]|\\.)*+\\?', "json": r'(?:[^"\\]|\\.)*+\\?', "apache": r'(?:[^"\\]|\\.)*+\\?',
+               "none": r".*"}
+
+
+def _quoted_variables(segments: list[tuple[str, str]]) -> set[int]:
+    """Indexes of variables the format writes between double quotes ("$http_referer")."""
+    out = set()
+    for i, (kind, _) in enumerate(segments):
         before = segments[i - 1][1] if i and segments[i - 1][0] == "lit" else ""
         after = segments[i + 1][1] if i + 1 < len(segments) and segments[i + 1][0] == "lit" else ""
-        if before.endswith('"') and after.startswith('"'):
-            pattern = _QUOTED[escape]
-        else:
-            pattern = patterns.get(text) or VARIABLES.get(text, Variable()).pattern
-            if pattern == Variable.pattern and after:
-                # Up to the first occurrence of the literal that follows, and never back: a lazy
-                # .*? per variable made a failing 16k-character line cost seconds (quadratic).
-                pattern = f"(?:(?!{re.escape(after)}).)*+"
-            elif pattern == Variable.pattern and i + 1 == len(segments):
-                pattern = ".*"   # the rest of the line: the same match as .*?$, without a lazy run
-        parts.append(f"({pattern})")
-        group_vars.append(text)
-    parts.append("$")
-    return re.compile("".join(parts), re.DOTALL), tuple(group_vars)
+        if kind == "var" and before.endswith('"') and after.startswith('"'):
+            out.add(i)
+    return out
+
+
+def _bare_dash_variables(segments: list[tuple[str, str]], quoted: set[int]) -> set[int]:
+    """Quoted variables that may also be logged as a bare '-' (`... 200 512 - -`: some servers and
+    log rewriters write an empty referrer or user agent without quotes): each needs a quote of its
+    own on both sides, not one shared with a neighbour (`"$a"$b"`)."""
+    bare = set(quoted)
+    for j, (kind, text) in enumerate(segments):
+        if kind == "lit" and text == '"' and j - 1 in bare and j + 1 in bare:
+            bare -= {j - 1, j + 1}
+    return bare
+
+
+def _regex_parts(segments: list[tuple[str, str]], escape: str, patterns: dict[str, str],
+                 bare: set[int]) -> list[tuple[str, tuple[str, ...]]]:
+    """One (regex, variables of its groups) per segment. A variable in `bare` takes its quotes from
+    the literals around it, so that it can match `"value"` or a bare `-`; its variable then has two
+    groups (one of them None)."""
+    quoted = _quoted_variables(segments)
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for i, (kind, text) in enumerate(segments):
+        if kind == "lit":
+            text = text[1 if i - 1 in bare else 0:len(text) - (1 if i + 1 in bare else 0)]
+            out.append((re.escape(text), ()))
+            continue
+        if i in bare:
+            out.append((f'(?:"({_QUOTED[escape]})"|(-))', (text, text)))
+            continue
+        if i in quoted:
+            out.append((f"({_QUOTED[escape]})", (text,)))
+            continue
+        after = segments[i + 1][1] if i + 1 < len(segments) and segments[i + 1][0] == "lit" else ""
+        pattern = patterns.get(text) or VARIABLES.get(text, Variable()).pattern
+        if pattern == Variable.pattern and after:
+            # Up to the first occurrence of the literal that follows, and never back: a lazy
+            # .*? per variable made a failing 16k-character line cost seconds (quadratic).
+            pattern = f"(?:(?!{re.escape(after)}).)*+"
+        elif pattern == Variable.pattern and i + 1 == len(segments):
+            pattern = ".*"   # the rest of the line: the same match as .*?$, without a lazy run
+        out.append((f"({pattern})", (text,)))
+    return out
+
+
+def _line_regex(segments: list[tuple[str, str]], escape: str,
+                patterns: dict[str, str]) -> tuple[re.Pattern, re.Pattern, tuple[str, ...]]:
+    """(the whole line as the format writes it, the same followed by fields the format does not
+    name (a server that appends "$http_x_forwarded_for" or timings to combined) in one more group,
+    the variable of each group). The first is tried first: a line that fits the format exactly is
+    never read as a shorter value plus trailing fields."""
+    parts = _regex_parts(segments, escape, patterns, _bare_dash_variables(segments, _quoted_variables(segments)))
+    body = "^" + "".join(p for p, _ in parts)
+    return (re.compile(body + "$", re.DOTALL), re.compile(body + " (.*)$", re.DOTALL),
+            tuple(v for _, names in parts for v in names))
+
+
+def _cut_regexes(segments: list[tuple[str, str]], escape: str,
+                 patterns: dict[str, str]) -> tuple[tuple[re.Pattern, tuple[str, ...], str], ...]:
+    """For lines a truncated write cut off inside a quoted variable (the user agent, mostly): per
+    quoted variable that comes after the status and a time, a regex of the line up to that variable
+    with its value running to the end of the line -> (regex, group variables, cut variable). The
+    last variable first: it is the one a cut most often hits."""
+    quoted = sorted(_quoted_variables(segments), reverse=True)
+    bare = _bare_dash_variables(segments, set(quoted))
+    out = []
+    for k in quoted:
+        before = [text for kind, text in segments[:k] if kind == "var"]
+        if "status" not in before or not any(v in TIME_VARIABLES for v in before):
+            continue
+        head = _regex_parts(segments[:k - 1], escape, patterns, {i for i in bare if i < k - 1})
+        opening = segments[k - 1][1][1 if k - 2 in bare else 0:]
+        regex = "^" + "".join(p for p, _ in head) + re.escape(opening) + f"({_CUT_QUOTED[escape]})$"
+        out.append((re.compile(regex, re.DOTALL), tuple(v for _, names in head for v in names) + (segments[k][1],),
+                    segments[k][1]))
+    return tuple(out)
 
 
 def _split_tokens(segments: list[tuple[str, str]]) -> list[list[tuple[str, str]]] | None:
@@ -223,6 +316,12 @@ def _split_tokens(segments: list[tuple[str, str]]) -> list[list[tuple[str, str]]
             else:
                 tokens[-1].append(("lit", ch))
     return None if in_quotes else tokens
+
+
+def _re2(pattern: str) -> str:
+    """A variable's pattern for RE2 (Arrow), which has no possessive repetitions and needs none:
+    its matching is linear whatever the pattern."""
+    return re.sub(r"(?<!\\)([+*?}])\+", r"\1", pattern)
 
 
 def _token_column(token: list[tuple[str, str]], spaces: dict[str, int]) -> Column | None:
@@ -250,7 +349,7 @@ def _token_column(token: list[tuple[str, str]], spaces: dict[str, int]) -> Colum
         if kind == "lit":
             parts.append(re.escape(t))
         else:  # RE2 (Arrow) needs named groups for extract_regex
-            parts.append(f"(?P<g{n}>{VARIABLES.get(t, Variable()).pattern})")
+            parts.append(f"(?P<g{n}>{_re2(VARIABLES.get(t, Variable()).pattern)})")
             n += 1
     parts.append("$")
     return Column(regex="".join(parts), group_vars=tuple(variables), width=width)
@@ -278,7 +377,8 @@ def compile_segments(segments: list[tuple[str, str]], name: str, body: str, kind
     elif "time_received" in variables:
         spaces["time_received"] = 1
         patterns["time_received"] = r"\S+ \S+"
-    line_regex, group_vars = _line_regex(segments, escape, patterns)
+    line_regex, trailing_regex, group_vars = _line_regex(segments, escape, patterns)
+    cut_regexes = _cut_regexes(segments, escape, patterns)
     tokens = _split_tokens(segments)
     columns = None
     if tokens is not None:
@@ -286,7 +386,8 @@ def compile_segments(segments: list[tuple[str, str]], name: str, body: str, kind
         if all(c is not None for c in cols):
             columns = tuple(cols)
     return LogFormat(name=name, body=body, kind=kind, variables=variables, line_regex=line_regex,
-                     group_vars=group_vars, columns=columns, escape=escape, time_format=time_format,
+                     group_vars=group_vars, trailing_regex=trailing_regex, cut_regexes=cut_regexes,
+                     columns=columns, escape=escape, time_format=time_format,
                      time_role=time_role, segments=tuple(segments))
 
 
@@ -302,7 +403,17 @@ def compile_format(body: str, name: str | None = None) -> LogFormat:
                                   f"unknown escape={m.group(1)!r} (use default, json or none)")
         escape, body = m.group(1), body[m.end():]
     _check_nginx_body(body)
-    return compile_segments(_segments(body), name or "custom", body, "nginx", escape)
+    return compile_segments(_ident_field(_segments(body)), name or "custom", body, "nginx", escape)
+
+
+def _ident_field(segments: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """nginx's combined keeps the Common Log Format's second field, identd's answer, as a literal
+    '-'; logs rewritten by other servers or tools hold any token there (Apache's %l writes what
+    identd said). `$remote_addr - ...` -> `$remote_addr $ident ...`: a variable that is dropped."""
+    if len(segments) > 1 and segments[0][0] == "var" and segments[1] == ("lit", segments[1][1]) \
+            and segments[1][1].startswith(" - "):
+        return [segments[0], ("lit", " "), ("var", "ident"), ("lit", segments[1][1][2:]), *segments[2:]]
+    return segments
 
 
 def compile_apache_format(spec: str, name: str | None = None) -> LogFormat:

@@ -26,10 +26,14 @@ from apache_beam.utils.windowed_value import WindowedValue
 from transforms.chunks import LogChunk
 from transforms.coders import register
 from transforms.errorlog import parse_error_chunk
-from transforms.fields import FieldOptions, build_records, client_key, known_user_names, map_unique
-from transforms.formats import LogFormat
+from transforms.fields import FieldOptions, build_records, client_key, map_unique
+from transforms.formats import TRAILING, TRUNCATED, LogFormat
 from transforms.jsonlog import parse_json_chunk
 from transforms.lines import MAX_LINE_BYTES, TOO_LONG, text_lines
+
+# Why a line is rejected with --strict that would otherwise be kept and marked.
+STRICT_TRAILING = "fields after the log format (--strict)"
+STRICT_TRUNCATED = "line ends inside a quoted field (--strict)"
 
 
 @dataclass
@@ -64,7 +68,6 @@ class RejectChunk:
     reasons: list[str]
     lines: list[str]
     log_format: str = ""
-    known_users: tuple[str, ...] = ()   # $remote_user values of the chunk's records: redacted in the lines
 
     @property
     def nbytes(self) -> int:
@@ -107,13 +110,13 @@ def _read_tokens(fmt: LogFormat, data: bytes) -> tuple[pa.Table, list[int]]:
 
 def _regex_only_lines(data: bytes, starts: np.ndarray, escape: str) -> np.ndarray:
     """Lines the tokenizer would misread: an odd number of '"' (truncated lines; the
-    tokenizer would run past them), or, where values escape quotes as \\" (Apache,
-    escape=json), any escaped quote (the tokenizer would end the field there)."""
+    tokenizer would run past them), or any escaped quote \\" (Apache, escape=json, and Apache
+    lines read with an nginx preset; the tokenizer would end the field there)."""
     raw = np.frombuffer(data, dtype=np.uint8)
     quotes = np.flatnonzero(raw == 34)
     per_line = np.bincount(np.searchsorted(starts, quotes, side="right") - 1, minlength=len(starts))
     flagged = per_line % 2 == 1
-    if escape in ("json", "apache") and len(quotes):
+    if escape != "none" and len(quotes):
         escaped = quotes[(quotes > 0) & (raw[np.maximum(quotes - 1, 0)] == 92)]
         flagged[np.searchsorted(starts, escaped, side="right") - 1] = True
     return flagged
@@ -168,16 +171,57 @@ def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray,
     return fields, rows, ~ok
 
 
-def _regex_parse(fmt: LogFormat, texts: list[str]) -> tuple[list[tuple], list[int]]:
-    """Slow path: per-line regex -> (group tuples, indexes into texts that matched)."""
-    match = fmt.line_regex.match
-    groups, matched = [], []
+def _regex_parse(fmt: LogFormat, texts: list[str]) -> tuple[list[tuple], list[int], list[tuple[int, dict]]]:
+    """Slow path: per-line regex -> (group tuples, the last one TRAILING, indexes into texts that
+    matched, and the lines cut off inside a quoted field as (index, {variable: value}))."""
+    match, match_trailing = fmt.line_regex.match, fmt.trailing_regex.match
+    groups, matched, cut = [], [], []
     for i, text in enumerate(texts):
         m = match(text)
         if m:
+            groups.append(m.groups() + (None,))
+            matched.append(i)
+            continue
+        m = match_trailing(text)
+        if m:
             groups.append(m.groups())
             matched.append(i)
-    return groups, matched
+            continue
+        for regex, group_vars, cut_var in fmt.cut_regexes:
+            m = regex.match(text)
+            if m:
+                values = {}
+                for var, value in zip(group_vars, m.groups()):
+                    if value is not None:
+                        values.setdefault(var, value)
+                values[TRUNCATED] = cut_var
+                cut.append((i, values))
+                break
+    return groups, matched, cut
+
+
+def _columns_of_groups(fmt: LogFormat, groups: list[tuple]) -> dict[str, pa.Array]:
+    """Group tuples -> one string column per variable (a variable with two groups, quoted or bare
+    '-', takes whichever matched)."""
+    columns = list(zip(*groups))
+    out: dict[str, pa.Array] = {}
+    for g, var in enumerate(fmt.group_vars + (TRAILING,)):
+        values = pa.array(columns[g], pa.string())
+        out[var] = pc.coalesce(out[var], values) if var in out else values
+    if TRAILING in out and out[TRAILING].null_count == len(out[TRAILING]):
+        del out[TRAILING]   # as the tokenizer's rows: a field no line has is no column
+    return out
+
+
+def _concat_fields(first: dict[str, pa.Array], n_first: int, second: dict[str, pa.Array],
+                   n_second: int) -> dict[str, pa.Array]:
+    """Two field sets of the same format -> one; a field only one of them has (an `extra:` one) is
+    null in the other's rows."""
+    def column(fields, name, n):
+        return fields[name] if name in fields else pa.nulls(n, pa.string())
+    names = list(dict.fromkeys([*first, *second]))
+    return {name: pa.concat_arrays([column(first, name, n_first), column(second, name, n_second)])
+            for name in names}
 
 
 @dataclass
@@ -219,7 +263,9 @@ def tokenize_chunk(fmt: LogFormat, chunk: LogChunk) -> Tokenized:
 
 
 def _regex_rows(fmt: LogFormat, tok: Tokenized) -> tuple[list[int], list[str]]:
-    """Stage 2a: lines the tokenizer left go through the line regex; returns the rejects."""
+    """Stage 2a: lines the tokenizer left go through the line regex; returns the rejects.
+    Lines with fields after the format, and lines cut off inside a quoted field, are kept and
+    marked (TRAILING, TRUNCATED), or rejected with `strict`."""
     n_lines = len(tok.starts)
     leftover = np.union1d(np.setdiff1d(np.arange(n_lines), tok.rows, assume_unique=True), tok.rows[tok.redo])
     reject_rows, reject_reasons = tok.too_long.tolist(), [TOO_LONG] * len(tok.too_long)
@@ -227,19 +273,32 @@ def _regex_rows(fmt: LogFormat, tok: Tokenized) -> tuple[list[int], list[str]]:
     if not len(leftover):
         return reject_rows, reject_reasons
     texts = [tok.line(i) for i in leftover]
-    groups, matched = _regex_parse(fmt, texts)
-    matched_set = set(matched)
+    groups, matched, cut = _regex_parse(fmt, texts)
+    marked: list[tuple[int, str]] = []
+    if fmt.options.get("strict", False):   # only the configured format, whole
+        extended = [k for k, g in enumerate(groups) if g[-1]]
+        marked = [(matched[k], STRICT_TRAILING) for k in extended] + [(j, STRICT_TRUNCATED) for j, _ in cut]
+        for j, reason in marked:
+            reject_rows.append(int(leftover[j]))
+            reject_reasons.append(reason)
+        keep = sorted(set(range(len(groups))) - set(extended))
+        groups, matched, cut = [groups[k] for k in keep], [matched[k] for k in keep], []
+    parsed = set(matched) | {j for j, _ in cut} | {j for j, _ in marked}
     for j, i in enumerate(leftover):
-        if j not in matched_set:
+        if j not in parsed:
             reject_rows.append(int(i))
             reject_reasons.append("empty line" if not texts[j].strip()
                                   else f"line does not match log format '{fmt.name}'")
-    if groups:
-        columns = list(zip(*groups))
-        slow: dict[str, pa.Array] = {}
-        for g, var in enumerate(fmt.group_vars):
-            slow.setdefault(var, pa.array(columns[g], pa.string()))
-        tok.fields = {k: pa.concat_arrays([tok.fields[k], slow[k]]) for k in tok.fields} if tok.fields else slow
+    slow: dict[str, pa.Array] = _columns_of_groups(fmt, groups) if groups else {}
+    if cut:   # a variable the cut line does not reach is missing: '-', as the server writes "none"
+        cut_fields = {var: pa.array([values.get(var, "-") for _, values in cut], pa.string())
+                      for var in fmt.variables}
+        cut_fields[TRUNCATED] = pa.array([values[TRUNCATED] for _, values in cut], pa.string())
+        slow = _concat_fields(slow, len(groups), cut_fields, len(cut)) if slow else cut_fields
+        matched = matched + [j for j, _ in cut]
+    if matched:
+        n_fast = len(tok.rows)
+        tok.fields = _concat_fields(tok.fields, n_fast, slow, len(matched)) if tok.fields else slow
         tok.rows = np.concatenate([tok.rows, leftover[np.asarray(matched, dtype=np.int64)]])
         tok.redo = np.concatenate([tok.redo, np.zeros(len(matched), bool)])
     return reject_rows, reject_reasons
@@ -285,8 +344,7 @@ def _rejects(chunk: LogChunk, rows: list[int], reasons: list[str], line, records
     return RejectChunk(chunk.source, chunk.input_id, chunk.first_line,
                        source_lines=[rows[k] + chunk.first_line for k in order],
                        reasons=[reasons[k] for k in order], lines=[line(rows[k]) for k in order],
-                       log_format=chunk.log_format,
-                       known_users=tuple(known_user_names(records)) if rows else ())
+                       log_format=chunk.log_format)
 
 
 def finish_chunk(fmt: LogFormat, tok: Tokenized, latest_us: int | None = None) -> tuple[RecordChunk, RejectChunk]:
@@ -388,8 +446,7 @@ def _merged(chunk: LogChunk, parts: list[tuple[RecordChunk, RejectChunk]]) -> tu
                           source_lines=[n for _, j in parts for n in j.source_lines],
                           reasons=[x for _, j in parts for x in j.reasons],
                           lines=[t for _, j in parts for t in j.lines],
-                          log_format=chunk.log_format,
-                          known_users=tuple(dict.fromkeys(u for _, j in parts for u in j.known_users)))
+                          log_format=chunk.log_format)
     return result, rejects
 
 

@@ -168,7 +168,7 @@ def _client_columns(ips: pa.Array, days: np.ndarray, keystore: Keystore, ip_mode
 def pseudonymize_records(table: pa.Table, keystore: Keystore, ip_mode: str = "hmac") -> pa.Table:
     """Replace `_client_ip`/`_remote_user` with client_id, client_network, user_id, key_id;
     cookie extras become pseudonyms and all `_x_` extras are packed into the `extra` map.
-    Runs after ScrubUrls (which needs the raw user names to find them in URLs)."""
+    Runs after ScrubUrls."""
     check_ip_mode(ip_mode)
     if table.num_rows == 0:
         return pack_extra(table.drop_columns([c for c in IN_MEMORY_COLUMNS if c in table.column_names]))

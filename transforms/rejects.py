@@ -2,8 +2,9 @@
 
 Rejects are personal data too (docs/architecture.md): every IP-looking token becomes
 `ip:<pseudonym>` under the key of the chunk's day (so a data-subject export can
-find it), the user-name field is redacted when the line still shows it, and
-secrets and e-mail addresses are scrubbed like URLs.
+find it), the user-name field is redacted when the line still shows it (and that
+name wherever else the same line shows it), and secrets, e-mail addresses and user
+paths are scrubbed like URLs. Each line is redacted on its own.
 """
 from __future__ import annotations
 
@@ -29,9 +30,19 @@ def _sensitive(var: str) -> bool:
     return var in ("remote_user", "ident") or carries_credentials(var)
 
 
+# Where a client address can be in a rejected line: an IPv4/IPv6 address (with a '.' or ':'), a dotted
+# host name or a unix socket -- not any word, so that a syslog prefix ("Nov 20 web1 nginx: ") is not
+# taken for the address, the identd field and the start of a user name.
+_LOCATED_ADDRESS = r"(?:[0-9A-Fa-f]*+[.:][0-9A-Fa-f.:\[\]%]*+|[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)++|unix:\S*+)"
+
+
 def _value_pattern(fmt: LogFormat, segments: list, i: int) -> str:
     quoted = i and segments[i - 1][1].endswith('"')
-    return quoted_pattern(fmt.escape) if quoted else VARIABLES.get(segments[i][1], Variable()).pattern
+    if quoted:
+        return quoted_pattern(fmt.escape)
+    if segments[i][1] in ("remote_addr", "realip_remote_addr"):
+        return _LOCATED_ADDRESS
+    return VARIABLES.get(segments[i][1], Variable()).pattern
 
 
 def _prefix_pattern(fmt: LogFormat, segments: list) -> str:
@@ -57,6 +68,7 @@ class FieldLocator(NamedTuple):
     located: re.Pattern            # the line as the format lays it out, up to the value's end
     cut_short: re.Pattern | None   # the line ending inside the value
     literals: tuple[str, ...]      # the format's literals up to the value's end, in order
+    word: re.Pattern | None = None   # the same with a value without spaces: tried first, from every start
 
 
 def sensitive_field_regexes(fmt: LogFormat) -> list[FieldLocator]:
@@ -71,9 +83,17 @@ def sensitive_field_regexes(fmt: LogFormat) -> list[FieldLocator]:
         follow = segments[target + 1][1] if target + 1 < len(segments) and segments[target + 1][0] == "lit" else ""
         prefix = _prefix_pattern(fmt, segments[:target])
         literals = tuple(text for kind, text in segments[:target] if kind == "lit")
-        out.append(FieldLocator(re.compile(prefix + ("(.*?)" + re.escape(follow) if follow else "(.*)$")),
+        # A value followed by a mere space ($remote_addr $ident $remote_user [...]) is only where the
+        # next literal that is more than a space still comes after it.
+        landmark = next((text for kind, text in segments[target + 2:] if kind == "lit" and text.strip()), "")
+        ahead = (f"(?=(?:(?!{re.escape(landmark)}).)*+{re.escape(landmark)})"
+                 if follow and not follow.strip() and landmark else "")
+        # (Checked once where the value starts: after each candidate end it would rescan the line.)
+        word = (re.compile(prefix + ahead + f"((?:(?!{re.escape(follow)})\\S)*+){re.escape(follow)}")
+                if follow else None)
+        out.append(FieldLocator(re.compile(prefix + (ahead + "(.*?)" + re.escape(follow) if follow else "(.*)$")),
                                 re.compile(prefix + "(.+)$") if follow else None,
-                                literals + (follow,) if follow else literals))
+                                literals + (follow,) if follow else literals, word))
     return out
 
 
@@ -162,17 +182,19 @@ def _redact_json_values(line: str, scrubber: Scrubber, mapped: frozenset) -> str
 
 
 def redact_line(line: str, secret: bytes, scrubber: Scrubber, field_res: list[FieldLocator],
-                strict: bool = False, json_keys: frozenset | None = None, known_users: tuple[str, ...] = ()) -> str:
+                strict: bool = False, json_keys: frozenset | None = None) -> str:
     """A rejected raw line, safe to store. `strict` (formats logging cookies or credentials):
     every name=value value is redacted too, in case the line is too broken to locate them.
     `json_keys` (JSON formats): values of personal and secret keys are redacted, these keys
-    mapped to $remote_user included. `known_users`: the chunk's user names, redacted anywhere.
+    mapped to $remote_user included. The user name found in the line's own user field is redacted
+    wherever else the line shows it; nothing else of the chunk is looked at, so a line is redacted
+    the same whichever chunk it is in.
     A line longer than MAX_LINE_BYTES characters (rejected by its length) keeps only its start,
     redacted the same way, and ends with "…[truncated N bytes]"."""
     line, truncated = _cut(line)
     found = []
-    for located, cut_short, literals in field_res:
-        m = _match_after_prefix(located, line, literals) or \
+    for located, cut_short, literals, word in field_res:
+        m = (word and _match_after_prefix(word, line, literals)) or _match_after_prefix(located, line, literals) or \
             (cut_short and _match_after_prefix(cut_short, line, literals[:-1]))
         if m and m.group(1) not in ("", "-"):
             found.append(m.group(1))
@@ -180,7 +202,7 @@ def redact_line(line: str, secret: bytes, scrubber: Scrubber, field_res: list[Fi
     if json_keys is not None:
         line = _redact_json_values(line, scrubber, json_keys)
     # A user name found in its field is redacted wherever else the line shows it (/users/<name>/).
-    line = redact_names(line, [*known_users, *found])
+    line = redact_names(line, found)
     return scrubber.scrub(pseudonymize_ip_tokens(line, secret), all_pairs=strict) + truncated
 
 
@@ -225,7 +247,7 @@ def rejects_table(chunk, keystore: Keystore, scrubber: Scrubber, plan: Redaction
     hint_us = int(now.timestamp() * 1_000_000)
     _, secret = keystore.key_for_day(now.astimezone(timezone.utc).date())
     n = len(chunk.lines)
-    lines = [redact_line(t, secret, scrubber, plan.field_res, plan.strict, plan.json_keys, chunk.known_users)
+    lines = [redact_line(t, secret, scrubber, plan.field_res, plan.strict, plan.json_keys)
              for t in chunk.lines]
     table = pa.table({
         "source": pa.array([chunk.source] * n, pa.string()),

@@ -9,7 +9,15 @@
   Luhn-valid) become ``REDACTED``;
 * IP address literals become ``REDACTED``, percent-encoded ones too (``192%2E0%2E2%2E1``,
   ``2001%3Adb8%3A%3A1``); in user agents a dotted number right after a product name
-  (``Chrome/120.0.0.0``) is a version and stays.
+  (``Chrome/120.0.0.0``) is a version and stays;
+* path segments that name a user: an Apache mod_userdir directory (``/~alice/`` ->
+  ``/~REDACTED/``) and the segment right after each prefix the operator lists in
+  ``user_paths`` (``/users/alice`` -> ``/users/REDACTED``), where a path starts (the start of the
+  value, after a URL's host, after ``=``, a space or a quote), also percent-encoded.
+
+Each value is scrubbed on its own: the result depends only on the value (and the settings), never
+on the other values of its chunk, so a line gives the same record whichever chunk or file it is in.
+A user name elsewhere in a URL (``/solr/admin/``) is not recognized as one.
 
 Rows are screened with one vectorized RE2 match; only candidate rows, once per
 distinct value, go through the Python scrubber.
@@ -32,7 +40,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.fields import known_user_names, on_uniques
+from schemas.errors import SettingError
+from transforms.fields import on_uniques
 from transforms.parse import RecordChunk
 
 REDACTED = "REDACTED"
@@ -72,6 +81,62 @@ _CARD_DIGITS = (13, 19)
 _CARD_GROUP_DIGITS = (3, 6)   # 4111 1111 1111 1111, 3782 822463 10005, 6011 0000 0000 0000 004
 _DOUBLED = np.array([0, 2, 4, 6, 8, 1, 3, 5, 7, 9], np.int64)   # Luhn: 2d, its digits summed
 _LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
+# Path segments that name a user. A slash, or a percent-encoded one (a URL inside a parameter).
+_SLASH = r"(?:/|%2[Ff])"
+_USERDIR = r"(?:~|%7[Ee])"   # Apache mod_userdir: /~alice/
+# One path segment: up to the next '/', '?', '#', ';', '&', space, quote or backslash, also
+# percent-encoded. Possessive: the name is never given back.
+_SEGMENT = r"(?:[^/?#;&%\s\"'<>\\]|%(?!2[Ff]|3[Ff]|23|3[Bb]|26|20|22|27|5[Cc]))++"
+_PREFIX_SEGMENT = re.compile(r"[^\s/?#%\"'<>\\]++")
+# Where a path may start besides the start of a value and a URL's host: after one of these (a
+# request line's space, a quoted field, a parameter value), or after a percent-encoded '=' or quote.
+_PATH_OPENERS = frozenset(" \t\r\n\v\f\"'=(<[{,;:|>")
+_ENCODED_OPENERS = ("%3d", "%20", "%22", "%27")
+_MAX_AUTHORITY = 320   # how far back a URL's '//' may be (a host name has at most 253 characters)
+
+
+def parse_user_paths(spec: str | None) -> tuple[str, ...]:
+    """'/users/,/u/' -> ('/users/', '/u/'): path prefixes whose next segment is a user name.
+    Each names one or more whole segments; slashes around them are optional."""
+    prefixes = []
+    for item in (spec or "").split(","):
+        if not item.strip():
+            continue
+        segments = [s for s in item.strip().split("/") if s]
+        if not segments or not all(_PREFIX_SEGMENT.fullmatch(s) for s in segments):
+            raise SettingError("{} {item!r} is not a path prefix: give whole path segments like /users/ or "
+                               "/api/v1/u/ (no '?', '#', '%', quotes or spaces), comma-separated", "user_paths",
+                               item=item.strip())
+        prefixes.append("/" + "/".join(segments) + "/")
+    return tuple(dict.fromkeys(prefixes))
+
+
+def _re2_literal(text: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "\\" + c for c in text)
+
+
+def _opens_path(text: str, at: int) -> bool:
+    """May a path, or a URL, start at `at` (the start, or after a space, quote, '=', ...)?"""
+    return at == 0 or text[at - 1] in _PATH_OPENERS or text[max(0, at - 3):at].lower() in _ENCODED_OPENERS
+
+
+def _path_starts_at(text: str, at: int) -> bool:
+    """Does a path start at `at`: where a path may start, or right after a URL's host
+    (`scheme://host` or `//host`, also percent-encoded)? Looks back a bounded stretch only."""
+    if _opens_path(text, at):
+        return True
+    base = max(0, at - _MAX_AUTHORITY)
+    window = text[base:at]
+    plain, encoded = window.rfind("//"), max(window.rfind(s) for s in ("%2f%2f", "%2F%2F", "%2f%2F", "%2F%2f"))
+    if plain < 0 and encoded < 0:
+        return False
+    slashes, host = (plain, window[plain + 2:]) if plain > encoded else (encoded, window[encoded + 6:])
+    if any(c in host for c in "/?#\\ \t\"'<>") or "%2f" in host.lower():
+        return False
+    start = base + slashes
+    return _opens_path(text, start) or text[start - 1:start] == ":" or text[max(0, start - 3):start].lower() == "%3a"
 
 
 def parse_secret_params(spec: str | None) -> tuple[str, ...]:
@@ -171,18 +236,27 @@ def redact_card_numbers(text: str) -> str:
 class Scrubber:
     """Redacts secrets in URL-ish strings. Picklable; compiled once per worker."""
 
-    def __init__(self, secret_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS):
+    def __init__(self, secret_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS, user_paths: tuple[str, ...] = ()):
+        """`user_paths`: prefixes (see parse_user_paths) whose next path segment is a user name."""
         self.secret_params = tuple(secret_params)
+        self.user_paths = parse_user_paths(user_paths if isinstance(user_paths, str) else ",".join(user_paths))
         self._names = frozenset(self.secret_params)
         self._suffixes = tuple(n for n in self._names if n not in EXACT_ONLY)
         self._secret_cache: dict[str, bool] = {}
         alternation = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
+        # A user's directory (/~alice) or the segment after a listed prefix (/users/alice): group 2.
+        # Prefixes are matched case-insensitively, the longest first.
+        segments = [p.strip("/").split("/") for p in sorted(self.user_paths, key=len, reverse=True)]
+        prefixes = [f"(?i:{_SLASH.join(re.escape(s) for s in p)}){_SLASH}" for p in segments]
+        self.user_path_re = re.compile(rf"({_SLASH}(?:{'|'.join([_USERDIR, *prefixes])}))({_SEGMENT})")
+        screen_paths = "".join(rf"|(/|%2f){'(/|%2f)'.join(_re2_literal(s) for s in p)}(/|%2f)" for p in segments)
         # RE2 screens: any value that might need scrubbing. False positives only cost time.
         self.screen_secrets = (
             rf"(?i)({alternation})(\]|%5d)?(=|%3d)|@|%40|bearer |basic |digest |token "
             r"|%[0-9a-f]{2}[^&;=\s/?#]*(=|%3d)"             # a percent-encoded name: pass%77ord=
             r"|eyj[a-z0-9_-]*(\.|%2e)"                        # a JSON web token
-            r"|[0-9]((?:[ +-]|%20)?[0-9]){12}")               # 13 digits: a card number?
+            r"|[0-9]((?:[ +-]|%20)?[0-9]){12}"                # 13 digits: a card number?
+            r"|(/|%2f)(~|%7e)" + screen_paths)               # a user's directory, a listed user path
         ipv6 = r"|[0-9a-f](:|%3a)[0-9a-f]{0,4}(:|%3a)|::|%3a%3a"
         ipv4 = r"[0-9]{1,3}(\.|%2e)[0-9]{1,3}(\.|%2e)[0-9]"
         self.screen = self.screen_secrets + "|" + ipv4 + ipv6
@@ -202,6 +276,14 @@ class Scrubber:
             if len(self._secret_cache) < 100_000 and len(name) <= 256:   # bounded memory
                 self._secret_cache[name] = known
         return known
+
+    def redact_user_paths(self, text: str) -> str:
+        """/~alice/x -> /~REDACTED/x, and /users/alice -> /users/REDACTED for each prefix of
+        `user_paths`, where a path starts (see _path_starts_at): in a path, a URL, a query value."""
+        if "/" not in text and "%2" not in text:
+            return text
+        return self.user_path_re.sub(
+            lambda m: m.group(1) + REDACTED if _path_starts_at(text, m.start()) else m.group(0), text)
 
     def _pairs(self, text: str, all_pairs: bool = False, depth: int = 0) -> str:
         def sub(m: re.Match) -> str:
@@ -233,22 +315,27 @@ class Scrubber:
         text = _EMAIL.sub(REDACTED, text).replace("\0@", REDACTED + "@")
         text = _CREDENTIALS.sub(lambda m: m.group(1) + " " + REDACTED, text)
         text = _JWT.sub(REDACTED, text)
+        text = self.redact_user_paths(text)
         if "=" in text:
             text = self._pairs(text, all_pairs)
         text = redact_card_numbers(text)
         return _replace_ips(text, ipv4=ips, versions=versions)
 
-    def scrub_column(self, values: pa.Array, ips: bool = True, versions: bool = False) -> pa.Array:
-        """Vectorized: screen the distinct values with RE2, scrub the candidates in Python."""
+    def scrub_column(self, values: pa.Array, ips: bool = True, versions: bool = False,
+                     all_pairs: bool = False) -> pa.Array:
+        """Vectorized: screen the distinct values with RE2, scrub the candidates in Python.
+        `all_pairs`: text of unknown meaning, every name=value value is redacted (see `scrub`)."""
         if len(values) == 0 or values.null_count == len(values):
             return values
         screen = self.screen_agent if versions else self.screen if ips else self.screen_no_ipv4
+        if all_pairs:
+            screen += "|="
 
         def scrub_uniques(uniques: pa.Array) -> pa.Array:
             candidates = pc.fill_null(pc.match_substring_regex(uniques, screen), False)
             if not pc.any(candidates).as_py():
                 return uniques
-            options = {"versions": True} if versions else {}
+            options = {"versions": True} if versions else {"all_pairs": True} if all_pairs else {}
             scrubbed = [self.scrub(v, ips, **options) for v in uniques.filter(candidates).to_pylist()]
             return pc.replace_with_mask(uniques, candidates, pa.array(scrubbed, pa.string()))
         return on_uniques(values, scrub_uniques)
@@ -294,8 +381,9 @@ def pack_extra(table: pa.Table) -> pa.Table:
     return table.drop_columns(names).append_column("extra", extra)
 
 
-# User names redacted wherever they appear: shorter ones would hit ordinary words, longer ones are
-# no one's name (and would make the pattern as long as a line).
+# User names a line itself shows (its user field, an authentication message) are redacted wherever
+# else that line shows them: shorter ones would hit ordinary words, longer ones are no one's name
+# (and would make the pattern as long as a line).
 _NAME_CHARS = (3, 256)
 
 
@@ -312,33 +400,22 @@ def redact_names(text: str, names) -> str:
     return re.sub(rf"(?<![A-Za-z0-9])(?:{pattern})(?![A-Za-z0-9])", REDACTED, text)
 
 
-def _known_names(table: pa.Table) -> str | None:
-    """RE2 pattern for the chunk's $remote_user values as whole words (fields.known_user_names)."""
-    names = _searchable(known_user_names(table))
-    if not names:
-        return None
-    return r"(^|[^A-Za-z0-9])(" + "|".join(re.escape(n) for n in names) + r")($|[^A-Za-z0-9])"
-
-
 def scrub_records(table: pa.Table, scrubber: Scrubber) -> pa.Table:
     """Secrets out of URL columns and `_x_` extras (cookie and credential extras are left to
-    PseudonymizeClients); the chunk's own user names redacted wherever they appear."""
-    names = _known_names(table)
+    PseudonymizeClients). Value by value: a row's result never depends on the other rows."""
     for name in URL_COLUMNS + AGENT_COLUMNS:
         if name in table.column_names:
             i = table.column_names.index(name)
-            values = scrubber.scrub_column(table.column(name), versions=name in AGENT_COLUMNS)
-            if names:
-                values = on_uniques(values, lambda u: pc.replace_substring_regex(u, names, rf"\1{REDACTED}\3"))
-            table = table.set_column(i, name, values)
+            table = table.set_column(i, name, scrubber.scrub_column(table.column(name),
+                                                                   versions=name in AGENT_COLUMNS))
     for name in table.column_names:
         if name.startswith("_x_") and not name.startswith(_PSEUDONYMIZED_EXTRAS):
             if scrubber.is_secret(name[3:]):   # $http_x_api_key, a JSON "password" key, ...
                 values = redacted_column(table[name])
+            elif name == "_x_trailing":   # fields the format does not name: cookies as likely as not
+                values = scrubber.scrub_column(table[name], all_pairs=True)
             else:
                 values = scrubber.scrub_column(table[name], versions="user_agent" in name)
-                if names:
-                    values = on_uniques(values, lambda u: pc.replace_substring_regex(u, names, rf"\1{REDACTED}\3"))
             table = table.set_column(table.column_names.index(name), name, values)
     return table
 

@@ -48,6 +48,20 @@ class WrittenChunk:
 register(WrittenChunk)
 
 
+# Rows kept from lines that did not fit the log format exactly, by the `extra` key marking them:
+# fields after the format, and a line cut off inside a quoted field (see transforms.formats).
+MARKS = ("trailing", "truncated")
+
+
+def marked_rows(table: pa.Table) -> dict[str, int]:
+    """{mark: rows carrying it} for the marks a run summary reports."""
+    if "extra" not in table.column_names or not table.num_rows:
+        return {}
+    extra = table["extra"]
+    counts = {mark: len(extra) - pc.map_lookup(extra, mark, "first").null_count for mark in MARKS}
+    return {mark: n for mark, n in counts.items() if n}
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Select and order the schema's columns; absent ones become nulls.
 
@@ -217,7 +231,7 @@ class _WriteChunk(beam.DoFn):
         started = time.perf_counter()
         files = write_chunk(chunk.records, self.table_name, chunk.input_id, chunk.first_line,
                             self.warehouse, self.run_id)
-        counts = {"rows_" + self.table_name: chunk.records.num_rows}
+        counts = {"rows_" + self.table_name: chunk.records.num_rows, **marked_rows(chunk.records)}
         if chunk.lines:  # the chunk's main table carries the line accounting
             # parsed is measured (rows written, plus continuation lines folded into error
             # entries), so read == parsed + rejected + expired is a real check.
@@ -266,6 +280,7 @@ def commit_input(input_id: str, written: list[WrittenChunk], warehouse: str, run
                "rows_access": int(totals.get("rows_access", 0)),
                "rows_rejects": int(totals.get("rows_rejects", 0)),
                "rows_errors": int(totals.get("rows_errors", 0)),
+               **{mark: int(totals.get(mark, 0)) for mark in MARKS},
                "seconds": round(sum(w.seconds for w in written), 3), "status": "committed", "files": []}
     staged = [pair for w in written for pair in w.files]
     remote = is_remote(warehouse)

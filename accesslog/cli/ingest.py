@@ -79,9 +79,8 @@ def register_parse(sub) -> None:
 def cmd_parse(args: argparse.Namespace) -> int:
     from accesslog.preview import dumps, format_for, preview, throwaway_keystore
     from pipelines.batch import identify_inputs
-    from pipelines.prepare import format_options
+    from pipelines.prepare import format_options, make_scrubber
     from transforms.enrich import GeoLookup
-    from transforms.scrub import Scrubber, parse_secret_params
 
     settings = Settings.from_namespace(args)
     spec = settings.format_spec
@@ -99,7 +98,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
               file=sys.stderr)
     inputs, temp = identify_inputs([args.input], None)
     options = format_options(settings)
-    scrubber = Scrubber(parse_secret_params(args.secret_params))
+    scrubber = make_scrubber(settings)
     geo = GeoLookup(args.geoip_db, args.geo_detail) if args.geoip_db else None
     try:
         for log_input in inputs:
