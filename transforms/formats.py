@@ -95,7 +95,10 @@ _VAR_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 # How a quoted value is matched, by escaping mode: nginx's default escapes '"' as
 # \x22 (and '\' as \x5C, so \" in a line is Apache's escape: taken too); json and Apache
 # escape it as \"; escape=none leaves it raw.
-_QUOTED = {"default": r'(?:[^"\\]|\\.)*', "json": r'(?:[^"\\]|\\.)*', "apache": r'(?:[^"\\]|\\.)*', "none": r".*?"}
+# (Unrolled and possessive: a value never gives characters back, and Python's re runs a character
+# class far faster than an alternation per character.)
+_ESCAPED_VALUE = r'[^"\\]*+(?:\\.[^"\\]*+)*+'
+_QUOTED = {"default": _ESCAPED_VALUE, "json": _ESCAPED_VALUE, "apache": _ESCAPED_VALUE, "none": r".*?"}
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ class LogFormat:
         has fields after the format), or None when the line does not match."""
         if self.line_regex is None:
             return None
-        m = self.line_regex.match(text) or self.trailing_regex.match(text)
+        m = (self.escape == "none" and self.line_regex.match(text)) or self.trailing_regex.match(text)
         if m is None:
             return None
         fields: dict[str, str] = {}
@@ -209,8 +212,8 @@ def quoted_pattern(escape: str) -> str:
 # configured format on the line, and which quoted variable a line cut short ends inside.
 TRAILING, TRUNCATED = "extra:trailing", "extra:truncated"
 # How the value of a quoted variable cut off by the end of the line is matched, by escaping mode.
-_CUT_QUOTED = {"default": r'(?:[^"\\]|\\.)*+\\?', "json": r'(?:[^"\\]|\\.)*+\\?', "apache": r'(?:[^"\\]|\\.)*+\\?',
-               "none": r".*"}
+_CUT_QUOTED = {"default": _ESCAPED_VALUE + r"\\?", "json": _ESCAPED_VALUE + r"\\?",
+               "apache": _ESCAPED_VALUE + r"\\?", "none": r".*"}
 
 
 def _quoted_variables(segments: list[tuple[str, str]]) -> set[int]:
@@ -267,13 +270,15 @@ def _regex_parts(segments: list[tuple[str, str]], escape: str, patterns: dict[st
 
 def _line_regex(segments: list[tuple[str, str]], escape: str,
                 patterns: dict[str, str]) -> tuple[re.Pattern, re.Pattern, tuple[str, ...]]:
-    """(the whole line as the format writes it, the same followed by fields the format does not
-    name (a server that appends "$http_x_forwarded_for" or timings to combined) in one more group,
-    the variable of each group). The first is tried first: a line that fits the format exactly is
+    """(the whole line as the format writes it, the same optionally followed by fields the format
+    does not name (a server that appends "$http_x_forwarded_for" or timings to combined) in one
+    more group, the variable of each group). Values never give characters back, so the second
+    reads a line that fits the format exactly as the first does -- except with escape=none, whose
+    quoted values are lazy: there the first is tried first, so that a line that fits exactly is
     never read as a shorter value plus trailing fields."""
     parts = _regex_parts(segments, escape, patterns, _bare_dash_variables(segments, _quoted_variables(segments)))
     body = "^" + "".join(p for p, _ in parts)
-    return (re.compile(body + "$", re.DOTALL), re.compile(body + " (.*)$", re.DOTALL),
+    return (re.compile(body + "$", re.DOTALL), re.compile(body + "(?: (.*))?$", re.DOTALL),
             tuple(v for _, names in parts for v in names))
 
 

@@ -174,15 +174,16 @@ def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray,
 def _regex_parse(fmt: LogFormat, texts: list[str]) -> tuple[list[tuple], list[int], list[tuple[int, dict]]]:
     """Slow path: per-line regex -> (group tuples, the last one TRAILING, indexes into texts that
     matched, and the lines cut off inside a quoted field as (index, {variable: value}))."""
-    match, match_trailing = fmt.line_regex.match, fmt.trailing_regex.match
+    exact = fmt.line_regex.match if fmt.escape == "none" else None   # see formats._line_regex
+    match = fmt.trailing_regex.match
     groups, matched, cut = [], [], []
     for i, text in enumerate(texts):
-        m = match(text)
+        m = exact(text) if exact else None
         if m:
             groups.append(m.groups() + (None,))
             matched.append(i)
             continue
-        m = match_trailing(text)
+        m = match(text)
         if m:
             groups.append(m.groups())
             matched.append(i)
