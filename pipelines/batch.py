@@ -335,11 +335,11 @@ def format_summary(result: RunResult) -> str:
             lines.append("  ".join("-" * w for w in widths))
     trailing, truncated = (sum(s.get(mark, 0) for s in result.inputs) for mark in MARKS)
     if trailing:
-        lines.append(f"{trailing:,} lines had fields after the log format: kept, the rest in extra['trailing'] "
-                     "(--strict rejects them)")
+        lines.append(f"{trailing:,} {'line' if trailing == 1 else 'lines'} had fields after the log format: kept, "
+                     "the rest in extra['trailing'] (--strict rejects them)")
     if truncated:
-        lines.append(f"{truncated:,} lines were cut off inside a quoted field: kept, marked in extra['truncated'] "
-                     "(--strict rejects them)")
+        lines.append(f"{truncated:,} {'line was' if truncated == 1 else 'lines were'} cut off inside a quoted field: "
+                     "kept, marked in extra['truncated'] (--strict rejects them)")
     for s in result.failed:
         lines.append(f"FAILED {s['source']}: {s['error']}")
     lines.append(f"run {result.run_id}: manifest {result.manifest}")

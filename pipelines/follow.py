@@ -43,6 +43,7 @@ from storage import warehouse as wh
 from transforms.chunks import LogChunk
 from transforms.lines import CHUNK_BYTES
 from transforms.retention import retention_cutoff
+from transforms.write import MARKS
 
 
 def parse_interval(text: str) -> float:
@@ -144,7 +145,8 @@ class FollowRun:
         for span, s in zip(spans, summaries):
             print(f"follow: {span.source} lines {span.first_line}-{span.first_line + span.lines - 1}: "
                   f"read {s['read']}, parsed {s['parsed']}, rejected {s['rejected']}, expired {s['expired']}, "
-                  f"rows {s['rows_access'] + s.get('rows_errors', 0)}", file=self.out, flush=True)
+                  f"rows {s['rows_access'] + s.get('rows_errors', 0)}"
+                  + "".join(f", {mark} {s[mark]}" for mark in MARKS if s.get(mark)), file=self.out, flush=True)
         return sum(span.lines for span in spans)
 
     def _on_signal(self, signum, _frame) -> None:
