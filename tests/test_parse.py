@@ -452,3 +452,31 @@ def test_numbers_too_large_for_their_column_reject_the_line(text, fmt, reason):
     assert rejects.reasons == [reason] and records.records.num_rows == 0
     records, rejects = parse_chunk(resolve_format("combined"), LogChunk("a.log", "id", 1, f"{good}\n".encode()))
     assert records.records["bytes_sent"].to_pylist() == [2**63 - 1] and not rejects.reasons
+
+
+# -- a damaged line costs only itself ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", [b"\r", b"\x00\x00", b"\xff\xfe", b'"'])
+def test_a_damaged_line_leaves_the_rest_of_its_chunk_to_the_tokenizer(damage):
+    """A carriage return, a NUL run, invalid UTF-8 or a stray quote in one line sends only that
+    line to the regex path; before, one CR sent the whole 8 MiB chunk there."""
+    from transforms.parse import finish_chunk, tokenize_chunk
+    good = [line(agent=f"ok-{i}").encode() for i in range(50)]
+    damaged = good[:25] + [good[25][:40] + damage + good[25][40:]] + good[26:]
+    chunk = LogChunk("access.log", "0123456789abcdef", 1, b"\n".join(damaged) + b"\n")
+    tok = tokenize_chunk(COMBINED, chunk)
+    assert set(range(50)) - {25} <= set(tok.rows[~tok.redo].tolist())   # the others: tokenizer
+    records, rejects = finish_chunk(COMBINED, tok)
+    whole, whole_rejects = parse_chunk(dataclasses.replace(COMBINED, columns=None), chunk)   # all by regex
+    assert records.records.sort_by("source_line").to_pylist() == whole.records.sort_by("source_line").to_pylist()
+    assert (rejects.source_lines, rejects.reasons) == (whole_rejects.source_lines, whole_rejects.reasons)
+
+
+def test_only_lines_with_invalid_utf8_are_rewritten():
+    from transforms.parse import valid_utf8
+    valid = "café 😀\n".encode() * 3
+    assert valid_utf8(valid) is valid
+    data = b"ok\xc3\xa9\nbad\xff\xfe x\n\xc3\nlast \xe2\x82"
+    assert valid_utf8(data) == "okà\nbad\ufffd\ufffd x\n\ufffd\nlast \ufffd".replace("à", "é").encode()
+    assert valid_utf8(data) == data.decode("utf-8", "replace").encode()

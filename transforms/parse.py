@@ -110,8 +110,10 @@ def _read_tokens(fmt: LogFormat, data: bytes) -> tuple[pa.Table, list[int]]:
 
 def _regex_only_lines(data: bytes, starts: np.ndarray, escape: str) -> np.ndarray:
     """Lines the tokenizer would misread: an odd number of '"' (truncated lines; the
-    tokenizer would run past them), or any escaped quote \\" (Apache, escape=json, and Apache
-    lines read with an nginx preset; the tokenizer would end the field there)."""
+    tokenizer would run past them), any escaped quote \\" (Apache, escape=json, and Apache
+    lines read with an nginx preset; the tokenizer would end the field there), and a carriage
+    return that ends no line (disk or rotation damage; the tokenizer would end the row there).
+    Only these lines go to the line regex: a damaged line costs only itself."""
     raw = np.frombuffer(data, dtype=np.uint8)
     quotes = np.flatnonzero(raw == 34)
     per_line = np.bincount(np.searchsorted(starts, quotes, side="right") - 1, minlength=len(starts))
@@ -119,7 +121,35 @@ def _regex_only_lines(data: bytes, starts: np.ndarray, escape: str) -> np.ndarra
     if escape != "none" and len(quotes):
         escaped = quotes[(quotes > 0) & (raw[np.maximum(quotes - 1, 0)] == 92)]
         flagged[np.searchsorted(starts, escaped, side="right") - 1] = True
+    if b"\r" in data:
+        flagged[np.searchsorted(starts, np.flatnonzero(raw == 13), side="right") - 1] = True
     return flagged
+
+
+def valid_utf8(data: bytes) -> bytes:
+    """`data` with invalid UTF-8 bytes as U+FFFD (Arrow strings must be UTF-8: never a crash).
+    Only the lines that hold an invalid byte are decoded and encoded again; valid UTF-8 is
+    returned as it is."""
+    try:
+        data.decode("utf-8")
+        return data
+    except UnicodeDecodeError:
+        pass
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == 10)
+    lines = np.unique(np.searchsorted(newlines, np.flatnonzero(raw >= 0x80)))
+    pieces, done = [], 0
+    for i in lines.tolist():
+        start = int(newlines[i - 1]) + 1 if i else 0
+        end = int(newlines[i]) if i < len(newlines) else len(data)
+        line = data[start:end]
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            pieces += [data[done:start], line.decode("utf-8", "replace").encode("utf-8")]
+            done = end
+    pieces.append(data[done:])
+    return b"".join(pieces)
 
 
 def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray,
@@ -250,12 +280,11 @@ def tokenize_chunk(fmt: LogFormat, chunk: LogChunk) -> Tokenized:
     if chunk.first_line == 1 and data.startswith(b"\xef\xbb\xbf"):   # a UTF-8 byte-order mark
         data = data[3:]
     if not data.isascii():
-        # Arrow strings must be UTF-8: invalid bytes become U+FFFD, never a crash.
-        data = data.decode("utf-8", "replace").encode("utf-8")
-    if b"\r" in data:
+        data = valid_utf8(data)
+    if b"\r\n" in data:
         data = data.replace(b"\r\n", b"\n")
     starts, ends = _line_bounds(data)
-    if fmt.columns is not None and b"\r" not in data and len(starts):
+    if fmt.columns is not None and len(starts):
         fields, rows, redo = _tokenize(fmt, data, starts, ends)
     else:
         fields, rows, redo = {}, np.zeros(0, np.int64), np.zeros(0, bool)
