@@ -30,7 +30,15 @@ from pipelines.entry import failure_of, guarded
 from pipelines.flags import RUN_OPTIONS
 from pipelines.ingest import IngestChunks, WriteTables
 from pipelines.options import AccessLogOptions
-from pipelines.prepare import beam_options, format_options, prepare_outputs, resolve_formats, worker_stderr_silenced
+from pipelines.prepare import (
+    beam_options,
+    check_format_fits,
+    format_options,
+    prepare_outputs,
+    resolve_formats,
+    worker_stderr_silenced,
+)
+from pipelines.progress import ProgressLine
 from pipelines.sessions import days_written, recompute_sessions
 from pipelines.settings import Settings
 from schemas.errors import AccesslogError, SettingError
@@ -199,7 +207,9 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         with explained(warehouse, "this run committed nothing"), wh.staging(warehouse, run_id):
             if formats is None:
                 inputs, formats = resolve_formats(settings, inputs)
-            with worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
+            else:
+                check_format_fits(inputs, formats, config.max_reject_ratio, now)
+            with ProgressLine(inputs), worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
                 build_pipeline(p, config, inputs, formats, keystore, scrubber, warehouse, run_id, now, redistribute)
             elapsed = time.perf_counter() - started
             doc = manifest_doc(run_id, elapsed, inputs, formats, settings, now)

@@ -90,8 +90,8 @@ class FollowConfig:
 class FollowRun:
     """The follow loop: micro-batch, commit outputs, then the checkpoint."""
 
-    def __init__(self, config: FollowConfig, out=sys.stdout):
-        self.config, self.out = config, out
+    def __init__(self, config: FollowConfig, out=None):
+        self.config, self.out = config, out if out is not None else sys.stdout   # the stdout of now, not of import
         self.formats = {"": single_format(config.settings, "follow")}
         self.warehouse, self.keystore, self.scrubber = prepare_outputs(config.settings, config.settings.now_at())
         self.stop = threading.Event()

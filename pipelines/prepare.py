@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import sys
+from collections import Counter
 from datetime import datetime, tzinfo
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -15,12 +16,13 @@ from pipelines.settings import Settings
 from schemas.errors import AccesslogError, SettingError
 from storage import warehouse as wh
 from storage.keystore import Keystore
-from transforms.chunks import LogInput
+from transforms.chunks import LogChunk, LogInput
 from transforms.detect import detect, sample_lines
 from transforms.enrich import GeoLookup
 from transforms.errorlog import resolve_tz
 from transforms.fields import parse_trusted_proxies
 from transforms.formats import LogFormat, resolve_format
+from transforms.parse import latest_time_us, parse_chunk
 from transforms.retention import retention_cutoff
 from transforms.scrub import Scrubber, parse_secret_params, parse_user_paths
 
@@ -41,6 +43,54 @@ def format_options(settings: Settings) -> dict:
     strictness."""
     return {"zone": parse_zone(settings.timezone),
             "trusted_proxies": parse_trusted_proxies(settings.trusted_proxies), "strict": settings.strict}
+
+
+MIN_SAMPLE_LINES = 5   # fewer first lines than this say too little about a format
+
+
+def check_format_fits(inputs: list[LogInput], formats: dict[str, LogFormat], max_reject_ratio: float,
+                      now: datetime, report=lambda message: print(message, file=sys.stderr)) -> None:
+    """Before the full run: parse the first lines of each input (detect.SAMPLE_LINES). If more of
+    them are rejected than --max-reject-ratio lets an input through, and most of them, the format
+    plainly does not fit: raise SettingError within a second, naming the preset `--log-format auto`
+    would pick, instead of rejecting every line of a long file first. If most of them parse with
+    fields left over and a preset reads them whole, `report` says which."""
+    for log_input in inputs:
+        fmt = formats[log_input.log_format]
+        try:
+            lines = sample_lines(log_input)
+        except OSError:
+            continue   # the run reports an unreadable input as its own reject
+        if len(lines) < MIN_SAMPLE_LINES:
+            continue
+        sample = LogChunk(log_input.source, "sample", 1, ("\n".join(lines) + "\n").encode("utf-8"),
+                          log_input.log_format)
+        records, rejects = parse_chunk(fmt, sample, latest_time_us(now))
+        rejected = len(rejects.reasons)
+        if rejected <= max_reject_ratio * len(lines) or rejected * 2 <= len(lines):
+            trailing = records.records["_x_trailing"].null_count if "_x_trailing" in records.records.column_names \
+                else records.records.num_rows
+            if (records.records.num_rows - trailing) * 2 > len(lines):
+                _suggest_whole(log_input, lines, fmt, report)
+            continue
+        try:
+            hint = f"`{{}} auto` would pick {detect(lines, log_input.source).name} for it"
+        except AccesslogError:
+            hint = "no preset fits it either: pass your server's log_format or LogFormat with {}"
+        reason = Counter(rejects.reasons).most_common(1)[0][0].replace("{", "{{").replace("}", "}}")
+        raise SettingError(f"{{source}}: {rejected} of its first {len(lines)} lines are rejected with {{}} "
+                           f"{{name}} ({reason}): the format does not fit; " + hint, "log_format", "log_format",
+                           source=log_input.source, name=fmt.name if fmt.name != "custom" else "(custom)")
+
+
+def _suggest_whole(log_input: LogInput, lines: list[str], fmt: LogFormat, report) -> None:
+    try:
+        found = detect(lines, log_input.source)
+    except AccesslogError:
+        return
+    if not found.trailing and found.name != fmt.name:
+        report(f"accesslog: {log_input.source}: most of its first lines have fields after the log format "
+               f"(kept in extra['trailing']); --log-format {found.name} reads them whole")
 
 
 def resolve_formats(settings: Settings, inputs: list[LogInput],

@@ -170,7 +170,10 @@ def test_rejects_are_redacted_dead_letters(tmp_path, log, keys, capsys):
 
 
 def test_too_many_rejects_fails_that_input_only(tmp_path, log, keys, capsys):
-    bad = write_log(tmp_path / "error.log", ["2026/11/20 10:00:00 [error] 12#12: *3 open() failed"] * 20)
+    # Its first lines fit (a head that does not stops the run before it starts: tests/test_fail_fast.py).
+    head = [f'192.0.2.{i} - - [20/Nov/2026:10:00:00 +0000] "GET /h HTTP/1.1" 200 1 "-" "-" 0.001 0.001'
+            for i in range(30)]
+    bad = write_log(tmp_path / "error.log", head + ["2026/11/20 10:00:00 [error] 12#12: *3 open() failed"] * 200)
     wh = tmp_path / "wh"
     code, out, err = run_cli("run", str(log), str(bad), "--warehouse", str(wh), "--keys", keys,
                              "--log-format", "timed_combined", "--now", NOW, capsys=capsys)

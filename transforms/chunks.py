@@ -12,6 +12,7 @@ fingerprint identity), not by its path.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import gzip
@@ -29,6 +30,7 @@ import pyarrow.fs as pafs
 
 from schemas.errors import AccesslogError
 from storage.filesystems import is_remote, open_store
+from transforms import progress
 from transforms.coders import register
 from transforms.lines import CHUNK_BYTES, FINGERPRINT_BYTES, GZIP_MAGIC
 
@@ -179,9 +181,13 @@ def _read_block(f, length: int) -> tuple[bytes, str]:
 
 
 def read_chunks(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> Iterator[LogChunk]:
-    """Yield the input's chunks in order; the last line may lack a newline."""
-    with open_input(log_input.path, log_input.gzipped) as f:
-        yield from chunk_stream(f, log_input.source, log_input.input_id, 1, chunk_bytes, log_input.log_format)
+    """Yield the input's chunks in order; the last line may lack a newline. How far the file has
+    been read is recorded for a progress line (transforms.progress)."""
+    raw = _open_raw(log_input.path)
+    with raw, (gzip.GzipFile(fileobj=raw, mode="rb") if log_input.gzipped else contextlib.nullcontext(raw)) as f:
+        for chunk in chunk_stream(f, log_input.source, log_input.input_id, 1, chunk_bytes, log_input.log_format):
+            progress.record(log_input.input_id, raw.tell(), chunk.data.count(b"\n"))
+            yield chunk
 
 
 def split_chunks(source: str, input_id: str, first_line: int, data: bytes,

@@ -42,7 +42,8 @@ class WrittenChunk:
     first_line: int
     counts: dict
     files: list[tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0      # spent on the chunk (parse and write, which overlap other chunks' work)
+    finished_at: float = 0.0  # wall clock (epoch seconds) when its write ended
 
 
 register(WrittenChunk)
@@ -238,6 +239,7 @@ class _WriteChunk(beam.DoFn):
             counts.update(read=chunk.lines, parsed=chunk.records.num_rows + chunk.continued,
                           rejected=chunk.rejected, expired=chunk.expired)
         return WrittenChunk(chunk.input_id, chunk.source, self.table_name, chunk.first_line, counts, files,
+                            finished_at=time.time(),
                             seconds=chunk.seconds + time.perf_counter() - started)
 
     def process(self, chunk, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
@@ -266,6 +268,16 @@ class WriteParquetPartitions(beam.PTransform):
         return chunks | "Write" >> beam.ParDo(_WriteChunk(self.warehouse, self.run_id, self.table_name))
 
 
+def input_seconds(written: list[WrittenChunk]) -> float:
+    """The wall-clock time an input took: from when its first chunk's work began to when its last
+    write ended. (Summing the chunks' own times counted overlapping work twice: an input's
+    "seconds" could exceed the run's wall clock.)"""
+    spans = [(w.finished_at - w.seconds, w.finished_at) for w in written if w.finished_at]
+    if not spans:
+        return sum(w.seconds for w in written)
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
 def commit_input(input_id: str, written: list[WrittenChunk], warehouse: str, run_id: str,
                  max_reject_ratio: float) -> dict:
     """Check one input's totals, then publish (or discard) its staged files. Returns its summary."""
@@ -281,7 +293,7 @@ def commit_input(input_id: str, written: list[WrittenChunk], warehouse: str, run
                "rows_rejects": int(totals.get("rows_rejects", 0)),
                "rows_errors": int(totals.get("rows_errors", 0)),
                **{mark: int(totals.get(mark, 0)) for mark in MARKS},
-               "seconds": round(sum(w.seconds for w in written), 3), "status": "committed", "files": []}
+               "seconds": round(input_seconds(written), 3), "status": "committed", "files": []}
     staged = [pair for w in written for pair in w.files]
     remote = is_remote(warehouse)
     if read and summary["rejected"] / read > max_reject_ratio:
