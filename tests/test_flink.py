@@ -155,6 +155,12 @@ def cancel(env: dict[str, str], jid: str, proc: subprocess.Popen) -> None:
             proc.kill()
 
 
+# A new job's first KafkaIO (splittable DoFn) read can stall on this 2-core cluster, and no line then
+# arrives within the test's wait (README: known issues). Such a test runs once more, on a new topic
+# and a new job; a real loss or duplicate fails both runs.
+KAFKA_STALL = pytest.mark.flaky(reruns=1, reruns_delay=10)
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -215,6 +221,7 @@ def kafka_reading(tmp_path_factory) -> None:
                 os.environ[k] = v
 
 
+@KAFKA_STALL
 def test_streaming_from_kafka_on_flink_accounts_for_every_line(flink, kafka_reading, tmp_path):
     """On time, late (within the allowed lateness), beyond lateness, expired and malformed lines:
     each ends in exactly one of access / rejects late / rejects expired / rejects (parse)."""
@@ -258,6 +265,7 @@ def test_streaming_from_kafka_on_flink_accounts_for_every_line(flink, kafka_read
         cancel(env, jid, proc)
 
 
+@KAFKA_STALL
 def test_a_taskmanager_killed_mid_stream_loses_and_duplicates_nothing(flink, kafka_reading, tmp_path):
     """kill -9 the TaskManager while lines are in flight, start a new one: the job restores from its
     last checkpoint, replays Kafka from the offsets saved there, and the committed rows are exactly

@@ -68,3 +68,17 @@ def test_no_input_takes_longer_than_the_run(tmp_path, capsys):
                  "--now", "2026-11-21T00:00:00Z", "--chunk-bytes", "200000"]) == 0
     manifest = json.loads(next(Path(tmp_path / "wh" / "_runs").glob("*.json")).read_text())
     assert all(0 < i["seconds"] <= manifest["elapsed_seconds"] for i in manifest["inputs"]), manifest
+
+
+def test_inputs_read_from_streams_that_cannot_tell_their_position(tmp_path, monkeypatch):
+    """Object-store inputs are pyarrow input streams: tell() raises OSError on them."""
+    import pyarrow.fs as pafs
+
+    from transforms import chunks
+    log = tmp_path / "a.log"
+    log.write_text("".join(f"line {i}\n" for i in range(1000)))
+    monkeypatch.setattr(chunks, "_open_raw", lambda path: pafs.LocalFileSystem().open_input_stream(path))
+    progress.reset()
+    read = list(chunks.read_chunks(describe_input(str(log)), chunk_bytes=1000))
+    assert sum(c.data.count(b"\n") for c in read) == 1000
+    assert progress.snapshot() == (log.stat().st_size, 1000)

@@ -184,10 +184,20 @@ def read_chunks(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> Iterator
     """Yield the input's chunks in order; the last line may lack a newline. How far the file has
     been read is recorded for a progress line (transforms.progress)."""
     raw = _open_raw(log_input.path)
+    handed_on = 0
     with raw, (gzip.GzipFile(fileobj=raw, mode="rb") if log_input.gzipped else contextlib.nullcontext(raw)) as f:
         for chunk in chunk_stream(f, log_input.source, log_input.input_id, 1, chunk_bytes, log_input.log_format):
-            progress.record(log_input.input_id, raw.tell(), chunk.data.count(b"\n"))
+            handed_on += len(chunk.data)
+            progress.record(log_input.input_id, _position(raw, handed_on), chunk.data.count(b"\n"))
             yield chunk
+
+
+def _position(raw, handed_on: int) -> int:
+    """How far into the file `raw` is; an object-store stream cannot tell: the bytes handed on."""
+    try:
+        return raw.tell()
+    except (OSError, ValueError):
+        return handed_on
 
 
 def split_chunks(source: str, input_id: str, first_line: int, data: bytes,
