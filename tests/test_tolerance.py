@@ -100,3 +100,14 @@ def test_follow_counts_the_marked_lines_of_each_micro_batch(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "read 6, parsed 6, rejected 0" in out and ", trailing 1, truncated 1" in out
+
+
+def test_marked_rows_counts_set_marks_in_any_slice():
+    from transforms.write import marked_rows
+    extra = pa.array([[("trailing", "x"), ("truncated", None)], [("trailing", None), ("truncated", "ua")],
+                      [("trailing", "y"), ("truncated", None)]], pa.map_(pa.string(), pa.string()))
+    table = pa.table({"extra": extra})
+    assert marked_rows(table) == {"trailing": 2, "truncated": 1}
+    assert marked_rows(table.slice(1)) == {"trailing": 1, "truncated": 1}
+    assert marked_rows(table.slice(0, 1)) == {"trailing": 1}
+    assert marked_rows(pa.table({"status": [200]})) == {}

@@ -58,8 +58,12 @@ def marked_rows(table: pa.Table) -> dict[str, int]:
     """{mark: rows carrying it} for the marks a run summary reports."""
     if "extra" not in table.column_names or not table.num_rows:
         return {}
-    extra = table["extra"]
-    counts = {mark: len(extra) - pc.map_lookup(extra, mark, "first").null_count for mark in MARKS}
+    counts = dict.fromkeys(MARKS, 0)
+    for chunk in table["extra"].chunks:
+        start, end = chunk.offsets[0].as_py(), chunk.offsets[-1].as_py()   # a slice's pairs in the children
+        keys, values = chunk.keys.slice(start, end - start), chunk.items.slice(start, end - start)
+        for mark in MARKS:
+            counts[mark] += pc.sum(pc.and_(pc.equal(keys, mark), pc.is_valid(values))).as_py() or 0
     return {mark: n for mark, n in counts.items() if n}
 
 
