@@ -12,35 +12,16 @@ From httpd's core documentation (ErrorLogFormat) and server/log.c + server/util_
 The documented sample lines are used as they are; the others are written the way log.c writes
 them (do_errorlog_default / do_errorlog_format with the documented formats).
 """
-from datetime import datetime, timedelta, timezone
+import functools
+from datetime import timedelta, timezone
 
-import pyarrow as pa
 import pytest
 
-from transforms.chunks import LogChunk
-from transforms.errorlog import detect_error_log, parse_error_chunk
+from tests.test_errorlog import NULLS, at, parse
+from tests.test_errorlog import one as one_of_kind
+from transforms.errorlog import detect_error_log
 
-UTC = timezone.utc
-NULLS = {name: None for name in ("_client_ip", "server", "host", "request", "upstream", "referrer", "connection_id",
-                                 "pid", "tid", "module")}
-
-
-def parse(kind, lines, first_line=1, tz=None):
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    columns, rejects = parse_error_chunk(kind, LogChunk("error.log", "0123456789abcdef", first_line, data), tz=tz)
-    return pa.table(columns).to_pylist(), rejects
-
-
-def one(text, tz=None):
-    rows, rejects = parse("apache_error", [text], tz=tz)
-    assert rejects == []
-    (row,) = rows
-    assert row["source_line"] == 1 and row["lines"] == 1
-    return {k: v for k, v in row.items() if k not in ("source_line", "lines")}
-
-
-def at(*args, micro=0):
-    return datetime(*args, micro, tzinfo=UTC)
+one = functools.partial(one_of_kind, "apache_error")   # one Apache error-log line -> its row
 
 
 def accounted(rows, rejects, n_lines):

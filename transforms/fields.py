@@ -470,23 +470,22 @@ def _client(fields: dict, n: int, opts: FieldOptions, rejects: _Rejects, out: di
     `%{X-Forwarded-For}i %l %u %t ...`) takes its left-most address; '-' there is no client, and a
     format with neither has none: the row is kept either way, client_id null."""
     var, client = _first(fields, ("remote_addr", "realip_remote_addr", "binary_remote_addr"))
+    unlogged = None   # rows whose missing client is no bad value
     if client is None and "http_x_forwarded_for" in fields:
         var, client = "http_x_forwarded_for", map_unique(fields["http_x_forwarded_for"],
                                                          lambda v: v.split(",", 1)[0].strip())
-        out["_client_ip"] = map_unique(client, functools.partial(client_key, names=True))
-        logged = pc.invert(pc.is_in(client, pa.array(["-", ""])))
-        rejects.add(pc.and_(pc.is_null(out["_client_ip"]), logged), f"invalid ${var}")
-        return
-    if client is None:
+        unlogged = pc.is_in(client, pa.array(["-", ""]))
+    elif client is None:
         out["_client_ip"] = pa.nulls(n, pa.string())
         return
-    if var == "binary_remote_addr":
+    elif var == "binary_remote_addr":
         client = map_unique(client, binary_ip)
     elif opts.trusted_proxies and "http_x_forwarded_for" in fields:
         pairs = pc.binary_join_element_wise(fields["http_x_forwarded_for"], client, "\n")
         client = map_unique(pairs, functools.partial(realip, trusted=opts.trusted_proxies))
     out["_client_ip"] = map_unique(client, functools.partial(client_key, names=True))
-    rejects.add(pc.is_null(out["_client_ip"]), f"invalid ${var}")
+    invalid = pc.is_null(out["_client_ip"])
+    rejects.add(invalid if unlogged is None else pc.and_(invalid, pc.invert(unlogged)), f"invalid ${var}")
 
 
 def build_records(fields: dict[str, pa.Array], n: int,

@@ -152,13 +152,7 @@ class LogFormat:
         if self.line_regex is None:
             return None
         m = (self.escape == "none" and self.line_regex.match(text)) or self.trailing_regex.match(text)
-        if m is None:
-            return None
-        fields: dict[str, str] = {}
-        for var, value in zip(self.group_vars + (TRAILING,), m.groups()):
-            if value is not None:
-                fields.setdefault(var, value)
-        return fields
+        return None if m is None else matched_fields(self.group_vars + (TRAILING,), m)
 
     def explain(self) -> list[dict]:
         """The compiled field list, for `accesslog parse --explain`."""
@@ -214,6 +208,16 @@ TRAILING, TRUNCATED = "extra:trailing", "extra:truncated"
 # How the value of a quoted variable cut off by the end of the line is matched, by escaping mode.
 _CUT_QUOTED = {"default": _ESCAPED_VALUE + r"\\?", "json": _ESCAPED_VALUE + r"\\?",
                "apache": _ESCAPED_VALUE + r"\\?", "none": r".*"}
+
+
+def matched_fields(group_vars: tuple[str, ...], match: re.Match) -> dict[str, str]:
+    """A line regex's match -> {variable: value}: a variable with two groups (quoted or a bare
+    '-') takes the one that matched; groups that matched nothing are left out."""
+    fields: dict[str, str] = {}
+    for var, value in zip(group_vars, match.groups()):
+        if value is not None:
+            fields.setdefault(var, value)
+    return fields
 
 
 def _quoted_variables(segments: list[tuple[str, str]]) -> set[int]:

@@ -27,7 +27,7 @@ from transforms.chunks import LogChunk
 from transforms.coders import register
 from transforms.errorlog import parse_error_chunk
 from transforms.fields import FieldOptions, build_records, client_key, map_unique
-from transforms.formats import TRAILING, TRUNCATED, LogFormat
+from transforms.formats import TRAILING, TRUNCATED, LogFormat, matched_fields
 from transforms.jsonlog import parse_json_chunk
 from transforms.lines import MAX_LINE_BYTES, TOO_LONG, text_lines
 
@@ -221,12 +221,7 @@ def _regex_parse(fmt: LogFormat, texts: list[str]) -> tuple[list[tuple], list[in
         for regex, group_vars, cut_var in fmt.cut_regexes:
             m = regex.match(text)
             if m:
-                values = {}
-                for var, value in zip(group_vars, m.groups()):
-                    if value is not None:
-                        values.setdefault(var, value)
-                values[TRUNCATED] = cut_var
-                cut.append((i, values))
+                cut.append((i, {**matched_fields(group_vars, m), TRUNCATED: cut_var}))
                 break
     return groups, matched, cut
 
@@ -369,7 +364,7 @@ def _typed(fields: dict, rows: np.ndarray, skip: np.ndarray, chunk: LogChunk, op
     return records.filter(pa.array(~drop)) if drop.any() else records
 
 
-def _rejects(chunk: LogChunk, rows: list[int], reasons: list[str], line, records: pa.Table) -> RejectChunk:
+def _rejects(chunk: LogChunk, rows: list[int], reasons: list[str], line) -> RejectChunk:
     order = np.argsort(rows, kind="stable")
     return RejectChunk(chunk.source, chunk.input_id, chunk.first_line,
                        source_lines=[rows[k] + chunk.first_line for k in order],
@@ -387,7 +382,7 @@ def finish_chunk(fmt: LogFormat, tok: Tokenized, latest_us: int | None = None) -
     result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(tok.starts),
                          records=records, rejected=len(reject_rows),
                          seconds=tok.seconds + time.perf_counter() - started)
-    return result, _rejects(chunk, reject_rows, reject_reasons, tok.line, records)
+    return result, _rejects(chunk, reject_rows, reject_reasons, tok.line)
 
 
 def parse_json(fmt: LogFormat, chunk: LogChunk, latest_us: int | None = None) -> tuple[RecordChunk, RejectChunk]:
@@ -403,7 +398,7 @@ def parse_json(fmt: LogFormat, chunk: LogChunk, latest_us: int | None = None) ->
                      field_options(fmt, latest_us), reject_rows, reject_reasons)
     result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(lines), records=records,
                          rejected=len(reject_rows), seconds=time.perf_counter() - started)
-    return result, _rejects(chunk, reject_rows, reject_reasons, lines.__getitem__, records)
+    return result, _rejects(chunk, reject_rows, reject_reasons, lines.__getitem__)
 
 
 def parse_error_log(fmt: LogFormat, chunk: LogChunk, latest_us: int | None = None
@@ -425,8 +420,7 @@ def parse_error_log(fmt: LogFormat, chunk: LogChunk, latest_us: int | None = Non
     result = RecordChunk(chunk.source, chunk.input_id, chunk.first_line, lines=len(lines), records=records,
                          rejected=len(rejects), seconds=time.perf_counter() - started, table="errors",
                          continued=consumed - n)
-    return result, _rejects(chunk, [i for i, _ in rejects], [r for _, r in rejects], lines.__getitem__,
-                            records)
+    return result, _rejects(chunk, [i for i, _ in rejects], [r for _, r in rejects], lines.__getitem__)
 
 
 def unreadable_chunk(chunk: LogChunk) -> tuple[RecordChunk, RejectChunk]:
