@@ -48,6 +48,7 @@ import argparse
 import gzip
 import ipaddress
 import math
+import os
 import random
 import sys
 import time
@@ -691,15 +692,71 @@ def _malformed(rng: random.Random, sample_line: str) -> str:
     return ""
 
 
+# What a busy server's log holds after crashes, disk trouble and scanner traffic (--dirty). Lines are
+# str; bytes that are not UTF-8 are carried as surrogate escapes and written back as the raw bytes.
+DIRTY_KINDS = ("truncated", "garbage", "carriage_return", "nul_run", "invalid_utf8", "binary",
+               "tls_handshake", "http09")
+
+
+class Damaged(str):
+    """A line generate() made malformed (write() can leave them out of a clean copy)."""
+
+
+def _stamp(sample_line: str) -> tuple[str, str]:
+    """(client, [time] text) of a sample line, for lines a server writes itself."""
+    lb, rb = sample_line.find(" ["), sample_line.find("] ")
+    if lb < 0 or rb < lb:
+        return "192.0.2.1", "[01/Dec/2026:00:00:00 +0000]"
+    return sample_line.split(" ", 1)[0], sample_line[lb + 1:rb + 1]
+
+
+def _dirty(rng: random.Random, sample_line: str, tail_kind: int) -> tuple[str, str]:
+    """One damaged or odd line -> (kind, line). Truncated writes and garbage are as in _malformed;
+    a CR inside the line or before its newline (CRLF), a run of NULs where a crash left the
+    preallocated end of the file, invalid UTF-8 in the user agent, raw binary, a TLS ClientHello on the
+    plain-HTTP port and an HTTP/0.9 request as nginx logs them (status 009, no protocol)."""
+    kind = DIRTY_KINDS[rng.randrange(len(DIRTY_KINDS))]
+    line = sample_line or '192.0.2.1 - - [01/Dec/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "x"'
+    client, stamp = _stamp(line)
+    tail = ("", ' "-"', " 0.000 -")[tail_kind]
+    if kind == "truncated":
+        return kind, line[:rng.randint(1, max(1, len(line) - 1))]
+    if kind == "garbage":
+        return kind, _malformed(rng, "") or "garbage"
+    if kind == "carriage_return":
+        if rng.random() < 0.5:
+            return kind, line + "\r"
+        at = rng.randint(1, len(line) - 1)
+        return kind, line[:at] + "\r" + line[at:]
+    if kind == "nul_run":
+        return kind, "\x00" * rng.randint(1, 4096) + (line if rng.random() < 0.5 else "")
+    if kind == "invalid_utf8":
+        at = line.rfind('"', 0, len(line) - 1) if rng.random() < 0.7 else rng.randint(1, len(line) - 1)
+        bad = "".join(chr(0xDC80 + rng.randrange(0x80)) for _ in range(rng.randint(1, 4)))
+        return kind, line[:at] + bad + line[at:]
+    if kind == "binary":
+        return kind, "".join(chr(0xDC80 + b - 0x80) if b >= 0x80 else chr(b)
+                             for b in (rng.randrange(256) for _ in range(rng.randint(8, 300))) if b != 10)
+    if kind == "tls_handshake":
+        hello = "".join(f"\\x{b:02X}" for b in (0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03))
+        return kind, f'{client} - - {stamp} "{hello}" 400 157 "-" "-"{tail}'
+    return kind, f'{client} - - {stamp} "GET /{rng.choice(("", "index.html", "robots.txt"))}" 009 {rng.randint(100, 9000)} "-" "-"{tail}'
+
+
 # ----------------------------------------------------------------------------- the generator
 def generate(lines: int, fmt: str = "timed_combined", seed: int = 42, start=DEFAULT_START,
              days: float = DEFAULT_DAYS, malformed_ratio: float = DEFAULT_MALFORMED_RATIO,
              min_malformed: int = 0, timezones: tuple[str, ...] = DEFAULT_TIMEZONES,
-             stats: dict | None = None) -> Iterator[str]:
+             stats: dict | None = None, dirty: bool = False) -> Iterator[str]:
     """Yield exactly ``lines`` log lines (without trailing newline) in ``fmt``.
 
     ``stats``, if given, is filled when the iterator is exhausted: ``lines``, ``malformed``,
     ``well_formed``, ``distinct_ips``, ``first``/``last`` (UTC ISO of the logged times).
+
+    ``dirty``: the malformed lines are the realistic damage of ``_dirty`` (CR, NUL runs, invalid
+    UTF-8, binary, truncated writes, TLS handshakes, HTTP/0.9) instead of ``_malformed``'s; ``stats``
+    then also counts them per kind (``dirty_kinds``). Some of them (CRLF endings, TLS, HTTP/0.9) are
+    lines a tolerant parser keeps: "malformed" counts what was injected, not what must be rejected.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -788,6 +845,14 @@ def generate(lines: int, fmt: str = "timed_combined", seed: int = 42, start=DEFA
 
     zone_offsets = [_tz_seconds(z) for z in zone_names]
     bad_positions.append(lines + 1)           # sentinel
+    kinds: dict[str, int] = {}
+
+    def bad_line(sample: str) -> str:
+        if not dirty:
+            return Damaged(_malformed(rng, sample))
+        kind, text = _dirty(rng, sample, tail_kind)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        return Damaged(text)
 
     def flush_until(limit: int | None) -> list[str]:
         """Lines of every bucket with index < limit (None: all), in time order (malformed lines mixed in)."""
@@ -816,7 +881,7 @@ def generate(lines: int, fmt: str = "timed_combined", seed: int = 42, start=DEFA
                     last_sec = sec
                 new = head + ts + body
                 while n_out == next_bad:
-                    append(_malformed(rng, line or new))
+                    append(bad_line(line or new))
                     n_out += 1
                     bad_i += 1
                     next_bad = bad_positions[bad_i]
@@ -904,7 +969,7 @@ def generate(lines: int, fmt: str = "timed_combined", seed: int = 42, start=DEFA
                 bucket.append(ev)
     yield from flush_until(None)
     while state["bad_i"] < n_bad:            # malformed lines placed after the last good line
-        yield _malformed(rng, state["last_line"])
+        yield bad_line(state["last_line"])
         state["bad_i"] += 1
         state["out"] += 1
 
@@ -915,30 +980,43 @@ def generate(lines: int, fmt: str = "timed_combined", seed: int = 42, start=DEFA
             first=datetime.fromtimestamp(state["first"], timezone.utc).isoformat() if state["first"] else None,
             last=datetime.fromtimestamp(state["last"], timezone.utc).isoformat() if state["last"] else None,
         )
+        if dirty:
+            stats["dirty_kinds"] = dict(sorted(kinds.items()))
 
 
-def write(path: str | Path, lines: int, fmt: str = "timed_combined", seed: int = 42, **kwargs) -> dict:
-    """Write ``generate(...)`` to ``path`` (gzip if it ends in .gz, deterministic bytes); return stats."""
+def write(path: str | Path, lines: int, fmt: str = "timed_combined", seed: int = 42, clean_copy: str | Path | None = None,
+          **kwargs) -> dict:
+    """Write ``generate(...)`` to ``path`` (gzip if it ends in .gz, deterministic bytes); return stats.
+    ``clean_copy``: also write the same lines without the malformed ones there (plain text)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stats: dict = {}
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw:
+    clean_tmp = Path(str(clean_copy) + ".tmp") if clean_copy else None
+    with open(tmp, "wb") as raw, (open(clean_tmp, "wb") if clean_tmp else open(os.devnull, "wb")) as clean:
         out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) \
             if path.name.endswith(".gz") else raw
+
+        def flush(buf: list[str]) -> None:
+            out.write(("\n".join(buf) + "\n").encode("utf-8", "surrogateescape"))
+            if clean_tmp:
+                good = [x for x in buf if not isinstance(x, Damaged)]
+                if good:
+                    clean.write(("\n".join(good) + "\n").encode("utf-8"))
+
         buf: list[str] = []
         for line in generate(lines, fmt, seed, stats=stats, **kwargs):
             buf.append(line)
             if len(buf) >= 20000:
-                buf.append("")
-                out.write("\n".join(buf).encode("utf-8"))
+                flush(buf)
                 buf = []
         if buf:
-            buf.append("")
-            out.write("\n".join(buf).encode("utf-8"))
+            flush(buf)
         if out is not raw:
             out.close()
     tmp.replace(path)
+    if clean_tmp:
+        clean_tmp.replace(clean_copy)
     return stats
 
 
@@ -953,6 +1031,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=float, default=DEFAULT_DAYS, help="time span (default %(default)s)")
     ap.add_argument("--malformed-ratio", type=float, default=DEFAULT_MALFORMED_RATIO)
     ap.add_argument("--min-malformed", type=int, default=0, help="at least this many malformed lines")
+    ap.add_argument("--dirty", action="store_true",
+                    help="malformed lines are realistic damage (CR, NUL, invalid UTF-8, binary, truncated, TLS, "
+                         "HTTP/0.9); pair with --malformed-ratio 0.001")
     ap.add_argument("--timezones", default=",".join(DEFAULT_TIMEZONES),
                     help="server UTC offsets over time, first one dominant (default %(default)s)")
     args = ap.parse_args(argv)
@@ -961,13 +1042,12 @@ def main(argv: list[str] | None = None) -> int:
         if len(z) != 5 or z[0] not in "+-" or not z[1:].isdigit():
             ap.error(f"bad time zone {z!r}: use +HHMM / -HHMM")
     kwargs = dict(start=args.start, days=args.days, malformed_ratio=args.malformed_ratio,
-                  min_malformed=args.min_malformed, timezones=zones)
+                  min_malformed=args.min_malformed, timezones=zones, dirty=args.dirty)
     t = time.perf_counter()
     if args.out == "-":
         stats: dict = {}
-        w = sys.stdout.write
         for line in generate(args.lines, args.fmt, args.seed, stats=stats, **kwargs):
-            w(line + "\n")
+            sys.stdout.buffer.write((line + "\n").encode("utf-8", "surrogateescape"))
     else:
         stats = write(args.out, args.lines, args.fmt, args.seed, **kwargs)
     dt = time.perf_counter() - t

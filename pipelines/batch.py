@@ -175,12 +175,12 @@ def _staged_record(run_id: str, input_id: str) -> str:
 
 def build_pipeline(p: beam.Pipeline, config: RunConfig, inputs: list[LogInput], formats: dict[str, LogFormat],
                    keystore: Keystore, scrubber: Scrubber, warehouse: str, run_id: str, now: datetime,
-                   redistribute: bool = False):
+                   spread: bool = False):
     """Wire the batch pipeline; returns the PCollection of the ids of the inputs staged."""
     settings = config.settings
     return (p
             | "Inputs" >> beam.Create(inputs)
-            | "ReadLogChunks" >> ReadLogChunks(config.chunk_bytes, redistribute=redistribute)
+            | "ReadLogChunks" >> ReadLogChunks(config.chunk_bytes, spread=spread)
             | "IngestChunks" >> IngestChunks(formats, keystore, scrubber, now, settings.retention_days,
                                              settings.ip_mode, settings.geoip_db, settings.geo_detail)
             | "StageInputs" >> StageInputs(warehouse, run_id))
@@ -198,7 +198,7 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
     format_options(settings)
     now = settings.now_at()
     warehouse, keystore, scrubber = prepare_outputs(settings, now)
-    options, redistribute = beam_options(config.beam_args)
+    options, spread = beam_options(config.beam_args)
     run_id = wh.new_run_id()
     for stale in wh.remove_stale_staging(warehouse)[0]:
         print(f"accesslog: removed the uncommitted files of run {stale}, which was interrupted", file=sys.stderr)
@@ -210,7 +210,7 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
             else:
                 check_format_fits(inputs, formats, config.max_reject_ratio, now)
             with ProgressLine(inputs), worker_stderr_silenced(quiet_workers), beam.Pipeline(options=options) as p:
-                build_pipeline(p, config, inputs, formats, keystore, scrubber, warehouse, run_id, now, redistribute)
+                build_pipeline(p, config, inputs, formats, keystore, scrubber, warehouse, run_id, now, spread)
             elapsed = time.perf_counter() - started
             doc = manifest_doc(run_id, elapsed, inputs, formats, settings, now)
             summaries, manifest = commit_run(warehouse, run_id, inputs, config.max_reject_ratio, doc)

@@ -105,7 +105,7 @@ def test_read_log_chunks_covers_every_line_once(tmp_path):
             raise BeamAssertException("first_line is not cumulative")
 
     with pipeline() as p:
-        chunks = p | beam.Create([describe_input(str(path))]) | ReadLogChunks(chunk_bytes=4096, redistribute=True)
+        chunks = p | beam.Create([describe_input(str(path))]) | ReadLogChunks(chunk_bytes=4096, spread=True)
         assert_that(chunks, check)
         statuses = chunks | ParseAccessLogs(COMBINED)
         assert_that(statuses.records | beam.Map(lambda c: c.records.num_rows) | beam.CombineGlobally(sum),

@@ -188,3 +188,77 @@ def test_expand_inputs_glob_matching_nothing(tmp_path):
 def test_expand_inputs_directory(tmp_path):
     with pytest.raises(AccesslogError, match="not a readable file"):
         expand_inputs([str(tmp_path)])
+
+
+# -- byte ranges: one file over many workers ----------------------------------------------------
+
+
+def range_chunks(path, chunk_bytes=CHUNK):
+    """What the spread reader makes of a file: its ranges counted, then each read on its own, in
+    reverse order (a worker reads only its ranges, in any order)."""
+    from transforms.chunks import first_lines, range_newlines, read_range, split_ranges
+    ranges = split_ranges(describe_input(str(path)), chunk_bytes)
+    counts = [range_newlines(r) for r in ranges if not r.whole]
+    firsts = dict([first_lines((counts[0][0], [(k, n) for _, k, n in counts]))]) if counts else {}
+    chunks = [c for r in reversed(ranges) for c in read_range(r, firsts, chunk_bytes)]
+    return sorted((c.first_line, c.data) for c in chunks)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_byte_ranges_give_the_same_chunks_as_reading_in_order(tmp_path, seed):
+    rng = random.Random(seed)
+    lines = [b"x" * rng.choice((0, 1, 5, 40, 200, 999, 1000, 1001, 2500)) for _ in range(rng.randint(0, 60))]
+    content = b"\n".join(lines) + rng.choice((b"\n", b"", b"\n\n"))
+    path = tmp_path / "access.log"
+    path.write_bytes(content)
+    chunk_bytes = rng.choice((1, 2, 7, 100, 1000, 4096))
+    assert range_chunks(path, chunk_bytes) == chunks_of(path, chunk_bytes)
+    if content.strip(b"\n"):
+        assert range_chunks(path, chunk_bytes) == expected_chunks(content, chunk_bytes)
+
+
+def test_byte_ranges_of_a_log_match_the_contract(plain_and_gzip):
+    content, plain, gz = plain_and_gzip
+    assert range_chunks(plain) == expected_chunks(content, CHUNK)
+    assert range_chunks(gz) == expected_chunks(content, CHUNK)   # gzip: one unit, read in order
+
+
+def test_a_range_reads_only_its_own_bytes(tmp_path, monkeypatch):
+    """No range reads the file from its start: a worker reads its range and the rest of its last
+    line (and, counting, the range's own bytes)."""
+    import transforms.chunks as chunks
+    from transforms.chunks import first_lines, range_newlines, read_range, split_ranges
+    path = tmp_path / "access.log"
+    path.write_bytes(log_bytes(2000))
+    ranges = split_ranges(describe_input(str(path)), 4096)
+    assert len(ranges) > 20
+    counts = [range_newlines(r) for r in ranges]
+    firsts = dict([first_lines((counts[0][0], [(k, n) for _, k, n in counts]))])
+    expected = dict(expected_chunks(path.read_bytes(), 4096))
+    reads = []
+    real_open = chunks._open_seekable
+
+    class Counting:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def seek(self, at):
+            return self.f.seek(at)
+
+        def read(self, n):
+            piece = self.f.read(n)
+            reads.append(len(piece))
+            return piece
+    monkeypatch.setattr(chunks, "_open_seekable", lambda p: Counting(real_open(p)))
+    for r in ranges[5:]:
+        reads.clear()
+        chunk, = read_range(r, firsts, 4096)
+        assert chunk.data == expected[chunk.first_line]
+        assert sum(reads) <= 4096 + 2 * (1 << 16)   # its range and the rest of two lines, never the file
+

@@ -473,10 +473,13 @@ def test_a_damaged_line_leaves_the_rest_of_its_chunk_to_the_tokenizer(damage):
     assert (rejects.source_lines, rejects.reasons) == (whole_rejects.source_lines, whole_rejects.reasons)
 
 
-def test_only_lines_with_invalid_utf8_are_rewritten():
-    from transforms.parse import valid_utf8
+def test_only_lines_with_invalid_utf8_are_found():
+    from transforms.parse import _line_bounds, invalid_utf8_lines
     valid = "café 😀\n".encode() * 3
-    assert valid_utf8(valid) is valid
-    data = b"ok\xc3\xa9\nbad\xff\xfe x\n\xc3\nlast \xe2\x82"
-    assert valid_utf8(data) == "okà\nbad\ufffd\ufffd x\n\ufffd\nlast \ufffd".replace("à", "é").encode()
-    assert valid_utf8(data) == data.decode("utf-8", "replace").encode()
+    assert invalid_utf8_lines(valid, _line_bounds(valid)[0]) == []
+    data = b"ok\xc3\xa9\nbad\xff\xfe x\n\xc3\nfine\nlast \xe2\x82"
+    assert invalid_utf8_lines(data, _line_bounds(data)[0]) == [1, 2, 4]
+    many = (b"good line\n" * 5000 + b"bad \xff\n") * 20   # spans many decoding windows
+    assert invalid_utf8_lines(many, _line_bounds(many)[0]) == [5000 + 5001 * k for k in range(20)]
+
+

@@ -23,7 +23,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from queue import Full, Queue
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import apache_beam as beam
 import pyarrow.fs as pafs
@@ -286,20 +286,156 @@ def _read_ahead(log_input: LogInput, chunk_bytes: int) -> Iterator[LogChunk]:
     return prefetched(read_chunks(log_input, chunk_bytes))
 
 
-class ReadLogChunks(beam.PTransform):
-    """LogInput elements -> LogChunk elements, redistributed so chunks parse in parallel."""
+# -- one file over many workers: byte ranges ------------------------------------------------------
 
-    def __init__(self, chunk_bytes: int = CHUNK_BYTES, redistribute: bool = False):
+
+@dataclass(frozen=True)
+class LogRange:
+    """Chunk `index` of an uncompressed input: the lines that begin in bytes [start, stop), as
+    Beam's TextIO splits a file. A gzip input is one range (start 0, stop -1), read in order."""
+
+    log_input: LogInput
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def whole(self) -> bool:
+        return self.stop < 0
+
+
+def input_size(path: str) -> int:
+    if not is_remote(path):
+        return os.path.getsize(path)
+    store = open_store(path)
+    return store.fs.get_file_info(store.root).size
+
+
+def split_ranges(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> list[LogRange]:
+    """An input -> its ranges: one per `chunk_bytes` of an uncompressed file (its size now: lines
+    appended later are the next run's), the whole file for gzip. Range k holds exactly the lines
+    of chunk k of chunk_stream, so either reader gives the same chunks and file names."""
+    if log_input.gzipped:
+        return [LogRange(log_input, 0, 0, -1)]
+    size = input_size(log_input.path)
+    return [LogRange(log_input, k, start, min(start + chunk_bytes, size))
+            for k, start in enumerate(range(0, size, chunk_bytes))]
+
+
+def _open_seekable(path: str):
+    if not is_remote(path):
+        return open(path, "rb")
+    store = open_store(path)
+    return store.fs.open_input_file(store.root)
+
+
+def _read_exactly(f, length: int) -> bytes:
+    parts, got = [], 0
+    while got < length:
+        piece = f.read(min(1 << 20, length - got))
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
+
+
+def _through_newline(f) -> bytes:
+    """From the current position through the next newline (or to the end)."""
+    parts = []
+    while True:
+        block = f.read(1 << 16)
+        if not block:
+            return b"".join(parts)
+        cut = block.find(b"\n")
+        if cut >= 0:
+            parts.append(block[:cut + 1])
+            return b"".join(parts)
+        parts.append(block)
+
+
+def range_newlines(log_range: LogRange) -> tuple[str, int, int]:
+    """(input id, range index, the newlines at offsets [start - 1, stop - 1)): summed over the
+    ranges before k they number the lines before chunk k (see first_lines)."""
+    begin = max(log_range.start - 1, 0)
+    with _open_seekable(log_range.log_input.path) as f:
+        f.seek(begin)
+        data = _read_exactly(f, log_range.stop - 1 - begin)
+    return log_range.log_input.input_id, log_range.index, data.count(b"\n")
+
+
+def first_lines(counted: tuple[str, Iterable[tuple[int, int]]]) -> tuple[str, dict[int, int]]:
+    """(input id, [(range index, newlines)]) -> (input id, {range index: its first line number}).
+    A line starts at 0 and after each newline, so chunk k (k > 0) starts at line
+    2 + the newlines of ranges 0..k-1."""
+    input_id, counts = counted
+    firsts, before = {}, 0
+    for index, newlines in sorted(counts):
+        firsts[index] = 1 if index == 0 else 2 + before
+        before += newlines
+    return input_id, firsts
+
+
+def read_range(log_range: LogRange, firsts: dict[str, dict[int, int]],
+               chunk_bytes: int = CHUNK_BYTES) -> Iterator[LogChunk]:
+    """A range -> its chunk (none when no line begins in it); a gzip input -> its chunks in order.
+    Only this range's bytes are read, plus the rest of its last line."""
+    log_input = log_range.log_input
+    if log_range.whole:
+        yield from _read_ahead(log_input, chunk_bytes)
+        return
+    first_line = firsts[log_input.input_id][log_range.index]
+    try:
+        with _open_seekable(log_input.path) as f:
+            begin = 0
+            if log_range.start:
+                f.seek(log_range.start - 1)
+                begin = log_range.start - 1 + len(_through_newline(f))
+            if begin >= log_range.stop:
+                return
+            f.seek(begin)
+            data = _read_exactly(f, log_range.stop - 1 - begin) + _through_newline(f)
+    except _READ_ERRORS as e:
+        yield LogChunk(log_input.source, log_input.input_id, first_line, b"", log_input.log_format,
+                       error=f"input ends unexpectedly after this point ({type(e).__name__}: truncated or "
+                             "unreadable file)")
+        return
+    if data:
+        progress.record(log_input.input_id, begin + len(data), data.count(b"\n"))
+        yield LogChunk(log_input.source, log_input.input_id, first_line, data, log_input.log_format)
+
+
+class ReadLogChunks(beam.PTransform):
+    """LogInput elements -> LogChunk elements.
+
+    In one process (`spread` False) each input is read in order, a chunk ahead of the parser.
+    Spread over workers (several processes, a cluster), each uncompressed input is cut into byte
+    ranges (split_ranges) and each range is read by the worker that parses it: no file bytes
+    travel through the runner. A first pass counts the newlines of each range (each worker its own
+    ranges) so every chunk knows its first line number; gzip inputs stay one unit each."""
+
+    def __init__(self, chunk_bytes: int = CHUNK_BYTES, spread: bool = False):
         super().__init__()
         self.chunk_bytes = chunk_bytes
-        self.redistribute = redistribute
+        self.spread = spread
 
     def expand(self, inputs):
-        chunks = inputs | "ReadChunks" >> beam.FlatMap(_read_ahead, chunk_bytes=self.chunk_bytes
-                                                        ).with_output_types(LogChunk)
-        if self.redistribute:
-            chunks = chunks | "SpreadChunks" >> beam.Reshuffle()
-        return chunks
+        if not self.spread:
+            return inputs | "ReadChunks" >> beam.FlatMap(_read_ahead, chunk_bytes=self.chunk_bytes
+                                                         ).with_output_types(LogChunk)
+        ranges = (inputs
+                  | "SplitRanges" >> beam.FlatMap(split_ranges, chunk_bytes=self.chunk_bytes
+                                                  ).with_output_types(LogRange)
+                  | "SpreadRanges" >> beam.Reshuffle())
+        firsts = (ranges
+                  | "PlainRanges" >> beam.Filter(lambda r: not r.whole)
+                  | "CountNewlines" >> beam.Map(range_newlines)
+                  | "ByInput" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
+                  | "GatherInput" >> beam.GroupByKey()
+                  | "FirstLines" >> beam.Map(first_lines))
+        return ranges | "ReadRanges" >> beam.FlatMap(read_range, beam.pvalue.AsDict(firsts),
+                                                     chunk_bytes=self.chunk_bytes).with_output_types(LogChunk)
 
 
 register(LogChunk)
+register(LogRange)

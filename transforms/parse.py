@@ -8,6 +8,7 @@ one of records or rejects.
 """
 from __future__ import annotations
 
+import codecs
 import functools
 import logging
 import time
@@ -111,43 +112,67 @@ def _read_tokens(fmt: LogFormat, data: bytes) -> tuple[pa.Table, list[int]]:
 def _regex_only_lines(data: bytes, starts: np.ndarray, escape: str) -> np.ndarray:
     """Lines the tokenizer would misread: an odd number of '"' (truncated lines; the
     tokenizer would run past them), any escaped quote \\" (Apache, escape=json, and Apache
-    lines read with an nginx preset; the tokenizer would end the field there), and a carriage
-    return that ends no line (disk or rotation damage; the tokenizer would end the row there).
+    lines read with an nginx preset; the tokenizer would end the field there), a carriage
+    return that ends no line (disk or rotation damage; the tokenizer would end the row there) and
+    a NUL (a crash's preallocated tail; Arrow's tokenizer can then merge it with the next line).
     Only these lines go to the line regex: a damaged line costs only itself."""
     raw = np.frombuffer(data, dtype=np.uint8)
     quotes = np.flatnonzero(raw == 34)
-    per_line = np.bincount(np.searchsorted(starts, quotes, side="right") - 1, minlength=len(starts))
-    flagged = per_line % 2 == 1
+    flagged = np.diff(np.searchsorted(quotes, starts), append=len(quotes)) % 2 == 1
     if escape != "none" and len(quotes):
         escaped = quotes[(quotes > 0) & (raw[np.maximum(quotes - 1, 0)] == 92)]
         flagged[np.searchsorted(starts, escaped, side="right") - 1] = True
-    if b"\r" in data:
-        flagged[np.searchsorted(starts, np.flatnonzero(raw == 13), side="right") - 1] = True
+    for control in (b"\r", b"\x00"):
+        at = data.find(control)
+        while at >= 0:   # few such lines: find them line by line, not by a scan of the chunk
+            line = int(np.searchsorted(starts, at, side="right")) - 1
+            flagged[line] = True
+            at = data.find(control, int(starts[line + 1])) if line + 1 < len(starts) else -1
     return flagged
 
 
-def valid_utf8(data: bytes) -> bytes:
-    """`data` with invalid UTF-8 bytes as U+FFFD (Arrow strings must be UTF-8: never a crash).
-    Only the lines that hold an invalid byte are decoded and encoded again; valid UTF-8 is
-    returned as it is."""
+def invalid_utf8_lines(data: bytes, starts: np.ndarray) -> list[int]:
+    """Indexes of the lines holding bytes that are not UTF-8 (Arrow strings must be UTF-8). After
+    the first one the rest is checked in windows of whole lines, so a chunk is decoded about once
+    whatever the number of bad lines, and nothing is copied."""
     try:
         data.decode("utf-8")
-        return data
-    except UnicodeDecodeError:
-        pass
-    raw = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(raw == 10)
-    lines = np.unique(np.searchsorted(newlines, np.flatnonzero(raw >= 0x80)))
-    pieces, done = [], 0
-    for i in lines.tolist():
-        start = int(newlines[i - 1]) + 1 if i else 0
-        end = int(newlines[i]) if i < len(newlines) else len(data)
-        line = data[start:end]
+        return []
+    except UnicodeDecodeError as e:
+        pos = data.rfind(b"\n", 0, e.start) + 1   # the first bad line: all before it is valid
+    view, size, bad_lines = memoryview(data), len(data), []
+    while pos < size:
+        stop = data.find(b"\n", min(pos + UTF8_WINDOW, size))
+        stop = size if stop < 0 else stop + 1
         try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            pieces += [data[done:start], line.decode("utf-8", "replace").encode("utf-8")]
-            done = end
+            codecs.utf_8_decode(view[pos:stop], "strict", True)
+            pos = stop
+            continue
+        except UnicodeDecodeError as e:
+            bad = pos + e.start
+        bad_lines.append(int(np.searchsorted(starts, bad, side="right")) - 1)
+        end = data.find(b"\n", bad)
+        pos = size if end < 0 else end + 1
+    return bad_lines
+
+
+UTF8_WINDOW = 1 << 16
+
+
+def crlf_to_lf(data: bytes, scattered: int = 64) -> bytes:
+    """CRLF line ends as LF. A few of them (damage, a line pasted from elsewhere) are cut out
+    where they are; a CRLF file is replaced whole (bytes.replace is slow on a 2-byte pattern)."""
+    pieces, done = [], 0
+    at = data.find(b"\r")
+    while at >= 0:
+        if data[at + 1:at + 2] == b"\n":
+            if len(pieces) == scattered:
+                return data.replace(b"\r\n", b"\n")
+            pieces.append(data[done:at])
+            done = at + 1
+        at = data.find(b"\r", at + 1)
+    if not pieces:
+        return data
     pieces.append(data[done:])
     return b"".join(pieces)
 
@@ -161,14 +186,17 @@ def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray,
     """
     n_lines = len(starts)
     odd = _regex_only_lines(data, starts, fmt.escape) | (ends - starts > MAX_LINE_BYTES)
+    if not data.isascii():
+        odd[invalid_utf8_lines(data, starts)] = True
     if odd.any():
         # A truncated line with an unbalanced quote would make the tokenizer swallow the
-        # next lines. Blank such lines out (same length, so positions hold): the tokenizer
-        # reports them invalid and the regex path sees their original text.
+        # next lines, and Arrow refuses bytes that are not UTF-8. Blank such lines out (same
+        # length, so positions hold): the tokenizer reports them invalid and the regex path
+        # sees their original text (invalid bytes read as U+FFFD).
         buf = bytearray(data)
         for i in np.flatnonzero(odd).tolist():
             buf[starts[i]:ends[i]] = b"\x01" * int(ends[i] - starts[i])
-        data = bytes(buf)
+        data = buf
     table, invalid = _read_tokens(fmt, data)
     if table.num_rows + len(invalid) != n_lines or None in invalid:
         return {}, np.zeros(0, np.int64), np.zeros(0, bool)   # cannot map rows to lines: regex path
@@ -255,7 +283,7 @@ class Tokenized:
     """A chunk after the (GIL-free, mostly) tokenizer stage; see tokenize_chunk."""
 
     chunk: LogChunk
-    data: bytes                # UTF-8, LF line ends
+    data: bytes                # as read, LF line ends (bytes that are not UTF-8 read as U+FFFD)
     starts: np.ndarray
     ends: np.ndarray
     fields: dict
@@ -265,7 +293,7 @@ class Tokenized:
     too_long: np.ndarray       # line indexes rejected by length, before any regex
 
     def line(self, i: int) -> str:
-        return self.data[self.starts[i]:self.ends[i]].decode("utf-8")
+        return self.data[self.starts[i]:self.ends[i]].decode("utf-8", "replace")
 
 
 def tokenize_chunk(fmt: LogFormat, chunk: LogChunk) -> Tokenized:
@@ -274,10 +302,8 @@ def tokenize_chunk(fmt: LogFormat, chunk: LogChunk) -> Tokenized:
     data = chunk.data
     if chunk.first_line == 1 and data.startswith(b"\xef\xbb\xbf"):   # a UTF-8 byte-order mark
         data = data[3:]
-    if not data.isascii():
-        data = valid_utf8(data)
-    if b"\r\n" in data:
-        data = data.replace(b"\r\n", b"\n")
+    if b"\r" in data:
+        data = crlf_to_lf(data)
     starts, ends = _line_bounds(data)
     if fmt.columns is not None and len(starts):
         fields, rows, redo = _tokenize(fmt, data, starts, ends)

@@ -369,15 +369,20 @@ def redacted_column(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def pack_extra(table: pa.Table) -> pa.Table:
-    """In-memory `_x_<variable>` columns -> one `extra` map column {variable: value}."""
+    """In-memory `_x_<variable>` columns -> one `extra` map column {variable: value}, holding the
+    variables a row has a value for (a row with none has an empty map)."""
     names = [c for c in table.column_names if c.startswith("_x_")]
     if not names:
         return table
     n, k = table.num_rows, len(names)
-    values = pa.concat_arrays([table[c].combine_chunks().cast(pa.string()) for c in names])
-    order = (np.arange(n)[:, None] + np.arange(k)[None, :] * n).ravel()
-    extra = pa.MapArray.from_arrays(pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)),
-                                    pa.array([c[3:] for c in names] * n, pa.string()), values.take(pa.array(order)))
+    columns = [table[c].combine_chunks().cast(pa.string()) for c in names]
+    valid = np.stack([c.is_valid().to_numpy(zero_copy_only=False) for c in columns], axis=1)   # n x k
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(valid.sum(axis=1), out=offsets[1:])
+    position = (np.arange(n)[:, None] + np.arange(k)[None, :] * n)[valid]   # row-major: rows in order
+    key_index = np.broadcast_to(np.arange(k, dtype=np.int32), (n, k))[valid]
+    keys = pa.array([c[3:] for c in names], pa.string()).take(pa.array(key_index))
+    extra = pa.MapArray.from_arrays(pa.array(offsets), keys, pa.concat_arrays(columns).take(pa.array(position)))
     return table.drop_columns(names).append_column("extra", extra)
 
 
