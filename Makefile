@@ -33,7 +33,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) benchmarks/run_benchmark.py
+	$(PY) benchmarks/run_benchmark.py --dirty --rss-lines 10000000
 
 clean:
 	rm -rf $(DEMO) build *.egg-info .pytest_cache

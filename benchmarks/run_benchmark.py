@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"lines; damaged lines it could not read are dropped without a word")
             elif name == "goaccess":
                 try:
-                    general = json.loads((workdir / "goaccess.json").read_text())["general"]
+                    general = json.loads((workdir / "goaccess.json").read_bytes().decode("utf-8", "replace"))["general"]
                     print(f"    goaccess valid requests {general['valid_requests']:,}, failed "
                           f"{general.get('failed_requests', 0):,} of {lines:,} lines")
                 except (OSError, ValueError, KeyError) as exc:

@@ -185,11 +185,14 @@ def read_chunks(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> Iterator
     been read is recorded for a progress line (transforms.progress)."""
     raw = _open_raw(log_input.path)
     handed_on = 0
+
+    def counted(chunk: LogChunk, lines: int) -> None:
+        nonlocal handed_on
+        handed_on += len(chunk.data)
+        progress.record(log_input.input_id, _position(raw, handed_on), lines)
     with raw, (gzip.GzipFile(fileobj=raw, mode="rb") if log_input.gzipped else contextlib.nullcontext(raw)) as f:
-        for chunk in chunk_stream(f, log_input.source, log_input.input_id, 1, chunk_bytes, log_input.log_format):
-            handed_on += len(chunk.data)
-            progress.record(log_input.input_id, _position(raw, handed_on), chunk.data.count(b"\n"))
-            yield chunk
+        yield from chunk_stream(f, log_input.source, log_input.input_id, 1, chunk_bytes, log_input.log_format,
+                                counted)
 
 
 def _position(raw, handed_on: int) -> int:
@@ -207,39 +210,83 @@ def split_chunks(source: str, input_id: str, first_line: int, data: bytes,
 
 
 def chunk_stream(f, source: str, input_id: str, first_line: int, chunk_bytes: int = CHUNK_BYTES,
-                 log_format: str = "") -> Iterator[LogChunk]:
+                 log_format: str = "", counted=None) -> Iterator[LogChunk]:
     """A binary stream -> LogChunks of whole lines, numbered from `first_line`. Chunk k ends at the
-    first newline at or after byte k * chunk_bytes, so boundaries depend only on the content.
+    first newline at or after byte k * chunk_bytes - 1, so boundaries depend only on the content.
+    `counted(chunk, lines)` is told each chunk's number of newlines before it is yielded.
 
+    Each chunk's bytes are joined once from what was read (the read pieces, then small blocks
+    up to the newline; what follows it is carried to the next chunk).
     A stream that breaks off (truncated or corrupt gzip, read error) ends with what was
     read, then one chunk whose `error` says why: it becomes a dead letter, not a crash."""
-    consumed, carry = 0, b""
-    next_boundary = chunk_bytes
+    start, carry = 0, b""
     while True:
-        block, error = _read_block(f, chunk_bytes)
-        buf = carry + block
-        if not block or error:
-            if buf:
-                yield LogChunk(source, input_id, first_line, buf, log_format)
-                first_line += buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+        want = (start // chunk_bytes + 1) * chunk_bytes - 1 - start   # the line holding this byte ends the chunk
+        pieces, have = ([carry] if carry else []), len(carry)
+        carry, error = b"", ""
+        if have <= want:
+            more, got, error = _read_pieces(f, want + 1 - have)
+            pieces += more
+            have += got
+        if have > want and not error:   # cut at the first newline at or after byte `want`
+            offset = have - len(pieces[-1])
+            cut = pieces[-1].find(b"\n", want - offset)
+            if cut >= 0:
+                pieces[-1], carry = pieces[-1][:cut + 1], pieces[-1][cut + 1:]
+            else:
+                rest, carry, error = _through_newline_of(f)
+                pieces += rest
+        data = b"".join(pieces)
+        if not data:
             if error:
                 yield LogChunk(source, input_id, first_line, b"", log_format, error=error)
             return
-        # Emit every chunk whose end boundary lies inside buf: it ends at the
-        # first newline at or after the boundary (in stream coordinates).
-        start = 0
-        while consumed + len(buf) > next_boundary:
-            cut = buf.find(b"\n", max(next_boundary - consumed - 1, start))
-            if cut < 0:
-                break
-            data = buf[start:cut + 1]
-            yield LogChunk(source, input_id, first_line, data, log_format)
-            first_line += data.count(b"\n")
-            start = cut + 1
-            while next_boundary <= consumed + start:
-                next_boundary += chunk_bytes
-        consumed += start
-        carry = buf[start:]
+        lines = data.count(b"\n")
+        chunk = LogChunk(source, input_id, first_line, data, log_format)
+        if counted is not None:
+            counted(chunk, lines)
+        yield chunk
+        first_line += lines
+        start += len(data)
+        if error:
+            first_line += 0 if data.endswith(b"\n") else 1
+            yield LogChunk(source, input_id, first_line, b"", log_format, error=error)
+            return
+        if not carry and not data.endswith(b"\n"):   # the stream ended inside the last line
+            return
+
+
+def _read_pieces(f, length: int) -> tuple[list[bytes], int, str]:
+    """Up to `length` bytes as the pieces read (not joined), their length, and '' or why the
+    stream broke off (see _read_block)."""
+    pieces, got = [], 0
+    while got < length:
+        try:
+            piece = f.read1(min(1 << 20, length - got))
+        except _READ_ERRORS as e:
+            return pieces, got, (f"input ends unexpectedly after this point ({type(e).__name__}: "
+                                 "truncated or corrupt file)")
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return pieces, got, ""
+
+
+def _through_newline_of(f) -> tuple[list[bytes], bytes, str]:
+    """Read on to the next newline -> (pieces through it, what was read after it, '' or why the
+    stream broke off)."""
+    pieces = []
+    while True:
+        more, got, error = _read_pieces(f, 1 << 16)
+        for k, block in enumerate(more):
+            cut = block.find(b"\n")
+            if cut >= 0:
+                pieces.append(block[:cut + 1])
+                return pieces, b"".join([block[cut + 1:], *more[k + 1:]]), error
+            pieces.append(block)
+        if error or got < (1 << 16):
+            return pieces, b"", error
 
 
 def prefetched(items: Iterator, depth: int = 1) -> Iterator:
