@@ -435,13 +435,16 @@ def _erase_from_object(root, m: FileMatch, pseudonyms: Pseudonyms) -> dict | Non
 
 def _written_like(meta: pq.FileMetaData) -> dict:
     """pq.write_table options that write a file as `meta`'s was: codec, sorting metadata, row-group
-    size, no stored Arrow schema."""
+    size, the columns with footer statistics, no stored Arrow schema."""
     first = meta.row_group(0) if meta.num_row_groups else None
     codec = first.column(0).compression if first is not None and first.num_columns else "ZSTD"
     codec = {"UNCOMPRESSED": "none", "LZ4_RAW": "lz4"}.get(codec, codec.lower())
     row_group_size = max((meta.row_group(i).num_rows for i in range(meta.num_row_groups)), default=0)
+    with_statistics = [first.column(i).path_in_schema for i in range(first.num_columns)
+                       if first.column(i).is_stats_set] if first is not None else True
     return {"compression": codec, "store_schema": False, "row_group_size": row_group_size or None,
-            "sorting_columns": first.sorting_columns if first is not None else None}
+            "sorting_columns": first.sorting_columns if first is not None else None,
+            "write_statistics": with_statistics or False}
 
 
 def _write_like(table: pa.Table, meta: pq.FileMetaData, path: Path, original: os.stat_result) -> Path:

@@ -231,6 +231,28 @@ def test_pseudonyms_of_a_day_are_only_in_that_days_files(pristine):
 # -- erase and retention leave nothing -----------------------------------------------------------
 
 
+def test_footers_hold_statistics_of_times_and_numbers_only_also_after_an_erase(built):
+    """Min/max of strings (paths, pseudonyms) would be more copies of values in every footer and
+    skip no row group; times and numbers, which readers filter on, keep theirs."""
+    def with_statistics() -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for path in parquet_files(built.warehouse, "access"):
+            meta = pq.ParquetFile(path).metadata
+            for g in range(meta.num_row_groups):
+                for c in range(meta.num_columns):
+                    if meta.row_group(g).column(c).is_stats_set:
+                        out.setdefault(path.name, set()).add(meta.row_group(g).column(c).path_in_schema)
+        return out
+    before = with_statistics()
+    assert before and all({"received_at", "status", "source_line"} <= cols for cols in before.values())
+    assert not set().union(*before.values()) & set(string_columns(parquet_files(built.warehouse, "access")[0]))
+    assert all("url_path" not in statistics(p) for p in parquet_files(built.warehouse, "access"))
+    assert main(["subject", "erase", "--warehouse", str(built.warehouse), "--keys", str(built.keys),
+                 "--ip", PERSON_IP]) == 0
+    after = with_statistics()
+    assert after and all(after[name] == before[name] for name in after)   # rewritten files as they were
+
+
 def test_subject_erase_leaves_no_byte_of_the_person_anywhere(built):
     fill_stats_cache(built.warehouse)
     needles = [*built.person_client_ids(), PERSON_PATH]

@@ -352,6 +352,27 @@ def test_crlf_line_endings():
     assert table["source_line"].to_pylist() == [1, 2]
 
 
+def test_crlf_lines_read_as_lf_lines_on_the_fast_path():
+    """A CRLF log, and CRLF lines amid LF ones, give the rows their LF copies give; the CR of a
+    CR LF is no damage (the line stays on the tokenizer's path), a CR inside a line or before
+    another CR is (that line alone goes to the regex)."""
+    from transforms.formats import resolve_format as rf
+    from transforms.parse import tokenize_chunk
+    texts = [line(agent=f"a{i}", request=f"GET /p{i} HTTP/1.1") for i in range(40)]
+    lf = parse(COMBINED, texts)[0].records.sort_by("source_line").to_pylist()
+    assert parse(COMBINED, texts, sep="\r\n")[0].records.sort_by("source_line").to_pylist() == lf
+    mixed = "".join(t + ("\r\n" if i % 3 else "\n") for i, t in enumerate(texts)).encode()
+    assert parse(COMBINED, mixed)[0].records.sort_by("source_line").to_pylist() == lf
+    tok = tokenize_chunk(rf("combined"), LogChunk("a", "0123456789abcdef", 1, mixed))
+    assert len(tok.rows) == 40 and not tok.redo.any()   # every line tokenized, none redone
+    damaged = [t + "\r" if i == 5 else t for i, t in enumerate(texts)]   # "...\r\r\n"
+    damaged[7] = damaged[7].replace('" 200', '"\r 200')
+    records, rejects = parse(COMBINED, damaged, sep="\r\n")
+    got = {r["source_line"]: r for r in records.records.to_pylist()}
+    assert set(got) | set(rejects.source_lines) == set(range(1, 41))
+    assert all(got[n] == lf[n - 1] for n in got if n not in (6, 8))
+
+
 def test_last_line_without_newline():
     data = (line(agent="a") + "\n" + line(agent="b")).encode()
     records, rejects = parse(COMBINED, data)

@@ -110,7 +110,7 @@ def _read_tokens(fmt: LogFormat, data: bytes) -> tuple[pa.Table, list[int]]:
     return table, invalid
 
 
-def _regex_only_lines(data: bytes, starts: np.ndarray, escape: str) -> np.ndarray:
+def _regex_only_lines(data: bytes, starts: np.ndarray, ends: np.ndarray, escape: str) -> np.ndarray:
     """Lines the tokenizer would misread: an odd number of '"' (truncated lines; the
     tokenizer would run past them), any escaped quote \\" (Apache, escape=json, and Apache
     lines read with an nginx preset; the tokenizer would end the field there), a carriage
@@ -124,12 +124,32 @@ def _regex_only_lines(data: bytes, starts: np.ndarray, escape: str) -> np.ndarra
         escaped = quotes[(quotes > 0) & (raw[np.maximum(quotes - 1, 0)] == 92)]
         flagged[np.searchsorted(starts, escaped, side="right") - 1] = True
     for control in (b"\r", b"\x00"):
-        at = data.find(control)
+        at, found = data.find(control), 0
         while at >= 0:   # few such lines: find them line by line, not by a scan of the chunk
             line = int(np.searchsorted(starts, at, side="right")) - 1
+            if at >= ends[line]:   # the CR of a CR LF line end
+                at = data.find(control, at + 1)
+                continue
             flagged[line] = True
+            found += 1
+            if found == _FIND_LINES:   # many: one scan of the chunk finds the rest
+                at = np.flatnonzero(raw == control[0])
+                lines = np.searchsorted(starts, at, side="right") - 1
+                flagged[lines[at < ends[lines]]] = True
+                break
             at = data.find(control, int(starts[line + 1])) if line + 1 < len(starts) else -1
     return flagged
+
+
+_FIND_LINES = 64
+
+
+def _before_crlf(data: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Line ends that leave out the CR of a CR LF (Arrow's tokenizer reads CR LF as one line end,
+    so CRLF logs and lines need no rewriting)."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    crlf = (ends < len(data)) & (ends > starts) & (raw[np.maximum(ends - 1, 0)] == 13)
+    return ends - crlf
 
 
 def invalid_utf8_lines(data: bytes, starts: np.ndarray) -> list[int]:
@@ -160,24 +180,6 @@ def invalid_utf8_lines(data: bytes, starts: np.ndarray) -> list[int]:
 UTF8_WINDOW = 1 << 16
 
 
-def crlf_to_lf(data: bytes, scattered: int = 64) -> bytes:
-    """CRLF line ends as LF. A few of them (damage, a line pasted from elsewhere) are cut out
-    where they are; a CRLF file is replaced whole (bytes.replace is slow on a 2-byte pattern)."""
-    pieces, done = [], 0
-    at = data.find(b"\r")
-    while at >= 0:
-        if data[at + 1:at + 2] == b"\n":
-            if len(pieces) == scattered:
-                return data.replace(b"\r\n", b"\n")
-            pieces.append(data[done:at])
-            done = at + 1
-        at = data.find(b"\r", at + 1)
-    if not pieces:
-        return data
-    pieces.append(data[done:])
-    return b"".join(pieces)
-
-
 _SCRATCH = threading.local()
 
 
@@ -202,7 +204,7 @@ def _tokenize(fmt: LogFormat, data: bytes, starts: np.ndarray,
     are returned too (filtering every column costs more than dropping them later).
     """
     n_lines = len(starts)
-    odd = _regex_only_lines(data, starts, fmt.escape) | (ends - starts > MAX_LINE_BYTES)
+    odd = _regex_only_lines(data, starts, ends, fmt.escape) | (ends - starts > MAX_LINE_BYTES)
     if not data.isascii():
         odd[invalid_utf8_lines(data, starts)] = True
     if odd.any():
@@ -297,7 +299,7 @@ class Tokenized:
     """A chunk after the (GIL-free, mostly) tokenizer stage; see tokenize_chunk."""
 
     chunk: LogChunk
-    data: bytes                # as read, LF line ends (bytes that are not UTF-8 read as U+FFFD)
+    data: bytes                # as read (a CR LF's CR is outside its line; bytes that are not UTF-8 read as U+FFFD)
     starts: np.ndarray
     ends: np.ndarray
     fields: dict
@@ -316,9 +318,9 @@ def tokenize_chunk(fmt: LogFormat, chunk: LogChunk) -> Tokenized:
     data = chunk.data
     if chunk.first_line == 1 and data.startswith(b"\xef\xbb\xbf"):   # a UTF-8 byte-order mark
         data = data[3:]
-    if b"\r" in data:
-        data = crlf_to_lf(data)
     starts, ends = _line_bounds(data)
+    if b"\r" in data:
+        ends = _before_crlf(data, starts, ends)
     if fmt.columns is not None and len(starts):
         fields, rows, redo = _tokenize(fmt, data, starts, ends)
     else:
