@@ -251,8 +251,8 @@ def test_a_range_reads_only_its_own_bytes(tmp_path, monkeypatch):
         def seek(self, at):
             return self.f.seek(at)
 
-        def read(self, n):
-            piece = self.f.read(n)
+        def read1(self, n):
+            piece = self.f.read1(n)
             reads.append(len(piece))
             return piece
     monkeypatch.setattr(chunks, "_open_seekable", lambda p: Counting(real_open(p)))

@@ -165,19 +165,8 @@ _READ_ERRORS = (OSError, EOFError, zlib.error)
 def _read_block(f, length: int) -> tuple[bytes, str]:
     """Up to `length` bytes and '' — or what a broken stream (truncated or corrupt gzip,
     read error) yielded before it broke, and why."""
-    parts, got = [], 0
-    while got < length:
-        try:
-            piece = f.read1(min(1 << 20, length - got))   # read1: a broken gzip keeps its good part
-        except _READ_ERRORS as e:
-            return b"".join(parts), (f"input ends unexpectedly after this point ({type(e).__name__}: "
-                                     "truncated or corrupt file)")
-        if not piece:
-            break
-        parts.append(piece)
-        got += len(piece)
-    return b"".join(parts), ""
-
+    pieces, _, error = _read_pieces(f, length)
+    return b"".join(pieces), error
 
 
 def read_chunks(log_input: LogInput, chunk_bytes: int = CHUNK_BYTES) -> Iterator[LogChunk]:
@@ -376,39 +365,14 @@ def _open_seekable(path: str):
     return store.fs.open_input_file(store.root)
 
 
-def _read_exactly(f, length: int) -> bytes:
-    parts, got = [], 0
-    while got < length:
-        piece = f.read(min(1 << 20, length - got))
-        if not piece:
-            break
-        parts.append(piece)
-        got += len(piece)
-    return b"".join(parts)
-
-
-def _through_newline(f) -> bytes:
-    """From the current position through the next newline (or to the end)."""
-    parts = []
-    while True:
-        block = f.read(1 << 16)
-        if not block:
-            return b"".join(parts)
-        cut = block.find(b"\n")
-        if cut >= 0:
-            parts.append(block[:cut + 1])
-            return b"".join(parts)
-        parts.append(block)
-
-
 def range_newlines(log_range: LogRange) -> tuple[str, int, int]:
     """(input id, range index, the newlines at offsets [start - 1, stop - 1)): summed over the
     ranges before k they number the lines before chunk k (see first_lines)."""
     begin = max(log_range.start - 1, 0)
     with _open_seekable(log_range.log_input.path) as f:
         f.seek(begin)
-        data = _read_exactly(f, log_range.stop - 1 - begin)
-    return log_range.log_input.input_id, log_range.index, data.count(b"\n")
+        pieces, _, _ = _read_pieces(f, log_range.stop - 1 - begin)   # a read error: read_range says so
+    return log_range.log_input.input_id, log_range.index, sum(piece.count(b"\n") for piece in pieces)
 
 
 def first_lines(counted: tuple[str, Iterable[tuple[int, int]]]) -> tuple[str, dict[int, int]]:
@@ -432,24 +396,26 @@ def read_range(log_range: LogRange, firsts: dict[str, dict[int, int]],
         yield from _read_ahead(log_input, chunk_bytes)
         return
     first_line = firsts[log_input.input_id][log_range.index]
-    try:
-        with _open_seekable(log_input.path) as f:
-            begin = 0
-            if log_range.start:
-                f.seek(log_range.start - 1)
-                begin = log_range.start - 1 + len(_through_newline(f))
-            if begin >= log_range.stop:
-                return
+    with _open_seekable(log_input.path) as f:
+        begin, error = 0, ""
+        if log_range.start:   # the first line that begins at or after `start`
+            f.seek(log_range.start - 1)
+            skipped, _, error = _through_newline_of(f)
+            begin = log_range.start - 1 + sum(len(piece) for piece in skipped)
+        pieces = []
+        if begin < log_range.stop and not error:
             f.seek(begin)
-            data = _read_exactly(f, log_range.stop - 1 - begin) + _through_newline(f)
-    except _READ_ERRORS as e:
-        yield LogChunk(log_input.source, log_input.input_id, first_line, b"", log_input.log_format,
-                       error=f"input ends unexpectedly after this point ({type(e).__name__}: truncated or "
-                             "unreadable file)")
-        return
+            pieces, _, error = _read_pieces(f, log_range.stop - 1 - begin)
+            if not error:
+                rest, _, error = _through_newline_of(f)
+                pieces += rest
+    data = b"".join(pieces)
     if data:
         progress.record(log_input.input_id, begin + len(data), data.count(b"\n"))
         yield LogChunk(log_input.source, log_input.input_id, first_line, data, log_input.log_format)
+    if error:
+        yield LogChunk(log_input.source, log_input.input_id, first_line + data.count(b"\n")
+                       + (0 if not data or data.endswith(b"\n") else 1), b"", log_input.log_format, error=error)
 
 
 class ReadLogChunks(beam.PTransform):
