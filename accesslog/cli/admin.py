@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from accesslog.cli.flags import cli_date
-from accesslog.stats import render
 from schemas.errors import AccesslogError
 from storage.audit import write_audit
 from storage.keystore import KEYS_ENV, MASTER_ENV, PERIODS, Keystore
@@ -84,6 +83,7 @@ def _cli_keystore(args, create: bool = False, period: str | None = None) -> Keys
 
 
 def cmd_keys_list(args) -> int:
+    from accesslog.stats import render  # DuckDB: not imported by every command
     rows = _cli_keystore(args).list()
     columns = ("label", "key_id", "created", "shredded", "shredded_at")
     table = pa.table({c: pa.array([r[c] for r in rows], pa.bool_() if c == "shredded" else pa.string())

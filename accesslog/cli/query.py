@@ -6,8 +6,6 @@ import sys
 from pathlib import Path
 
 from accesslog.cli.flags import cli_date
-from accesslog.report import build_report, write_page
-from accesslog.stats import StatsFilter, connect, render, select_reports, usage_stats
 from schemas.errors import AccesslogError
 from storage.filesystems import is_remote
 from storage.retention import STATS_CACHE_DIR
@@ -48,6 +46,7 @@ def _stats_connection(warehouse: str):
     """DuckDB over the warehouse, with the per-day aggregate cache kept in WAREHOUSE/_cache/
     so the next `accesslog stats` starts warm; without it when locked or read-only, and for a
     warehouse on an object store (a DuckDB file needs a local disk)."""
+    from accesslog.stats import connect  # DuckDB: imported by the commands that query, not by `run`
     if is_remote(warehouse):
         return connect(warehouse)
     cache = existing(warehouse) / STATS_CACHE_DIR / "stats.duckdb"   # erase and retention delete the folder
@@ -59,6 +58,7 @@ def _stats_connection(warehouse: str):
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from accesslog.stats import StatsFilter, render, select_reports, usage_stats
     fmt = "json" if args.json else args.format
     flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host, path_prefix=args.path_prefix,
                       exclude_bots=not args.include_bots, exclude_assets=not args.include_assets)
@@ -90,6 +90,8 @@ def register_report(subparsers) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from accesslog.report import build_report, write_page
+    from accesslog.stats import StatsFilter
     page = build_report(args.warehouse, StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host),
                         args.title)
     if args.output == "-":
