@@ -384,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             tools["goaccess"].skipped = "not installed (apt-get install goaccess)"
             print("goaccess: not installed (skipped)")
 
-    warm_up(tools, workdir, keystore)
+    if any(name.startswith("accesslog") and tool.cmd for name, tool in tools.items()):
+        warm_up(args, exe, workdir, keystore, extra)
     for rep in range(1, args.repeat + 1):
         # Every other repeat in reverse order: no tool always runs right after the same other one.
         for name, tool in (tools.items() if rep % 2 else reversed(tools.items())):
@@ -495,18 +496,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def warm_up(tools: dict[str, Tool], workdir: Path, keystore: Path) -> None:
+def warm_up(args, exe: Path, workdir: Path, keystore: Path, extra: list[str]) -> None:
     """One untimed accesslog run over a one-line log: the keystore is made and the libraries are
     read from disk before the first timed run, not during it."""
-    tool = next((t for n, t in tools.items() if n.startswith("accesslog") and t.cmd), None)
-    if tool is None:
-        return
     one = workdir / "warm-up.log"
     one.write_text('192.0.2.1 - - [01/Nov/2026:00:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "-" 0.001 -\n')
     warehouse = workdir / "warehouse-warm-up"
-    cmd = list(tool.cmd)
-    cmd[2], cmd[cmd.index("--warehouse") + 1] = str(one), str(warehouse)
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(accesslog_cmd(args, exe, one, warehouse, keystore, extra),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     shutil.rmtree(warehouse, ignore_errors=True)
     one.unlink()
 

@@ -157,7 +157,8 @@ def beam_options(beam_args: list[str]) -> tuple[PipelineOptions, bool]:
     options = PipelineOptions(args)
     runner = str(options.get_all_options().get("runner") or "")
     workers = options.view_as(DirectOptions).direct_num_workers
-    workers = os.cpu_count() or 1 if workers == 0 else workers   # 0: one per core
+    if workers == 0:   # one per core
+        workers = os.cpu_count() or 1
     return options, runner not in IN_PROCESS_RUNNERS or workers > 1
 
 

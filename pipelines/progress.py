@@ -16,16 +16,17 @@ import time
 
 from storage.filesystems import is_remote
 from transforms import progress
-from transforms.chunks import LogInput
+from transforms.chunks import LogInput, input_size
 
 MB = 1 << 20
 
 
 def _size(log_input: LogInput) -> int | None:
+    """The file's size; None for an object (no request to the store for a progress line)."""
     if is_remote(log_input.path):
         return None
     try:
-        return os.path.getsize(log_input.path)
+        return input_size(log_input.path)
     except OSError:
         return None
 

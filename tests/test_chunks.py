@@ -199,7 +199,7 @@ def range_chunks(path, chunk_bytes=CHUNK):
     from transforms.chunks import first_lines, range_newlines, read_range, split_ranges
     ranges = split_ranges(describe_input(str(path)), chunk_bytes)
     counts = [range_newlines(r) for r in ranges if not r.whole]
-    firsts = dict([first_lines((counts[0][0], [(k, n) for _, k, n in counts]))]) if counts else {}
+    firsts = dict([first_lines((counts[0][0], [count for _, count in counts]))]) if counts else {}
     chunks = [c for r in reversed(ranges) for c in read_range(r, firsts, chunk_bytes)]
     return sorted((c.first_line, c.data) for c in chunks)
 
@@ -233,7 +233,7 @@ def test_a_range_reads_only_its_own_bytes(tmp_path, monkeypatch):
     ranges = split_ranges(describe_input(str(path)), 4096)
     assert len(ranges) > 20
     counts = [range_newlines(r) for r in ranges]
-    firsts = dict([first_lines((counts[0][0], [(k, n) for _, k, n in counts]))])
+    firsts = dict([first_lines((counts[0][0], [count for _, count in counts]))])
     expected = dict(expected_chunks(path.read_bytes(), 4096))
     reads = []
     real_open = chunks._open_seekable

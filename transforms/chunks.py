@@ -365,14 +365,14 @@ def _open_seekable(path: str):
     return store.fs.open_input_file(store.root)
 
 
-def range_newlines(log_range: LogRange) -> tuple[str, int, int]:
-    """(input id, range index, the newlines at offsets [start - 1, stop - 1)): summed over the
+def range_newlines(log_range: LogRange) -> tuple[str, tuple[int, int]]:
+    """(input id, (range index, the newlines at offsets [start - 1, stop - 1))): summed over the
     ranges before k they number the lines before chunk k (see first_lines)."""
     begin = max(log_range.start - 1, 0)
     with _open_seekable(log_range.log_input.path) as f:
         f.seek(begin)
         pieces, _, _ = _read_pieces(f, log_range.stop - 1 - begin)   # a read error: read_range says so
-    return log_range.log_input.input_id, log_range.index, sum(piece.count(b"\n") for piece in pieces)
+    return log_range.log_input.input_id, (log_range.index, sum(piece.count(b"\n") for piece in pieces))
 
 
 def first_lines(counted: tuple[str, Iterable[tuple[int, int]]]) -> tuple[str, dict[int, int]]:
@@ -443,7 +443,6 @@ class ReadLogChunks(beam.PTransform):
         firsts = (ranges
                   | "PlainRanges" >> beam.Filter(lambda r: not r.whole)
                   | "CountNewlines" >> beam.Map(range_newlines)
-                  | "ByInput" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
                   | "GatherInput" >> beam.GroupByKey()
                   | "FirstLines" >> beam.Map(first_lines))
         return ranges | "ReadRanges" >> beam.FlatMap(read_range, beam.pvalue.AsDict(firsts),
