@@ -5,7 +5,7 @@ PY       = $(VENV)/bin/python
 STAMP    = $(VENV)/.installed-stamp
 DEMO     = .demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench notebook clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/run_benchmark.py --dirty --rss-lines 10000000
+
+# JupyterLab on notebooks/ over the demo warehouse (made by `make demo` when missing); loopback only.
+notebook: setup
+	$(PY) -m pip install --quiet -e '.[notebook]'
+	@[ -d $(DEMO)/warehouse ] || $(MAKE) --no-print-directory demo
+	@echo "== accesslog notebooks: JupyterLab on notebooks/ with ACCESSLOG_WAREHOUSE=$(abspath $(DEMO)/warehouse)"
+	@echo "   (127.0.0.1 only; open the URL it prints, stop with Ctrl-C)"
+	ACCESSLOG_WAREHOUSE=$(abspath $(DEMO)/warehouse) $(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser notebooks/
 
 clean:
 	rm -rf $(DEMO) build *.egg-info .pytest_cache

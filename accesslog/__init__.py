@@ -7,7 +7,8 @@ loaded on first use, so `import accesslog` (and the CLI) stays fast.
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "open_warehouse", "usage_stats", "apply_retention", "find_subject_rows", "erase_subject",
+__all__ = ["run", "open", "Warehouse", "open_warehouse", "usage_stats", "apply_retention", "find_subject_rows",
+           "erase_subject",
            "Settings", "RunResult", "AccesslogError", "SettingError", "__version__"]
 
 _HOMES = {"AccesslogError": "schemas.errors", "SettingError": "schemas.errors"}

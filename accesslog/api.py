@@ -3,7 +3,8 @@
     import accesslog
     result = accesslog.run(["access.log"], warehouse="wh", keys="~/.config/accesslog/keys")
     tables = accesslog.usage_stats("wh", date_from=date(2026, 11, 1))   # name -> pyarrow.Table
-    con = accesslog.open_warehouse("wh")   # DuckDB with views access, errors, sessions, rejects
+    wh = accesslog.open("wh")   # DuckDB views access, errors, sessions, rejects + helpers (Arrow, pandas)
+    con = accesslog.open_warehouse("wh")   # the bare DuckDB connection
     accesslog.apply_retention("wh", days=30, keys="~/.config/accesslog/keys")
     accesslog.erase_subject("wh", keys="~/.config/accesslog/keys", ip="203.0.113.7")
 
@@ -20,20 +21,29 @@ import pyarrow as pa
 
 from accesslog.stats import StatsFilter, connect
 from accesslog.stats import usage_stats as _usage_stats
-from accesslog.subject import Subject, SubjectSearch, export_subject, find_subject
-from accesslog.subject import erase_subject as _erase_subject
-from pipelines.batch import RunConfig, RunResult, run_batch
 from pipelines.flags import RUN_OPTIONS
 from pipelines.settings import Settings
 from storage.keystore import Keystore
 from storage.retention import apply_retention as _apply_retention
 
+# Names whose modules import Apache Beam (through the transforms): loaded when asked for, so that an
+# analyst's `accesslog.open(...)` does not wait half a second for Beam.
+_LAZY = {"RunResult": "pipelines.batch", "find_subject": "accesslog.subject"}
 
-def run(inputs: list[str], warehouse: str, beam_args: Iterable[str] = (), **options) -> RunResult:
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'accesslog.api' has no attribute {name!r}")
+
+
+def run(inputs: list[str], warehouse: str, beam_args: Iterable[str] = (), **options) -> "RunResult":  # noqa: F821
     """Ingest log files into the warehouse (the batch pipeline; `accesslog run`). `options`: any
     field of Settings (log_format, keys, retention_days, ip_mode, ...) or of the run (sessions,
     max_reject_ratio, chunk_bytes, apply_retention, session_gap_minutes). `beam_args`: Beam
     options, e.g. ["--runner=FlinkRunner", ...]; default: in-process."""
+    from pipelines.batch import RunConfig, run_batch  # Apache Beam: imported by the calls that run it
     own = {o.dest for o in RUN_OPTIONS}
     settings = Settings(warehouse=warehouse, **{k: v for k, v in options.items() if k not in own})
     config = RunConfig(settings, inputs=list(inputs), beam_args=list(beam_args),
@@ -44,6 +54,65 @@ def run(inputs: list[str], warehouse: str, beam_args: Iterable[str] = (), **opti
 def open_warehouse(warehouse: str, cache_file: str | None = None) -> duckdb.DuckDBPyConnection:
     """DuckDB over the warehouse: views access, errors, sessions and rejects (committed files only)."""
     return connect(warehouse, cache_file=cache_file)
+
+
+def _arrow(relation) -> pa.Table:
+    """A DuckDB relation as one Arrow table (DuckDB 2 names it to_arrow_table; 1.x arrow)."""
+    return (getattr(relation, "to_arrow_table", None) or relation.arrow)()
+
+
+class Warehouse:
+    """A warehouse opened for analysis (`accesslog.open`): DuckDB over its views `access`, `errors`,
+    `sessions` and `rejects`, and helpers that return Arrow tables (`query`, `report`) or pandas
+    DataFrames (`df`). Values go in as bound parameters ($name in the SQL), never into the text.
+    Anything else is the DuckDB connection's (`wh.sql(...)`, `wh.execute(...)`); `wh.con` is it.
+    Close it, or use it in a `with` block."""
+
+    def __init__(self, warehouse: str, cache_file: str | None = None):
+        self.path = warehouse
+        self.con = connect(warehouse, cache_file=cache_file)
+
+    def query(self, sql: str, **params) -> pa.Table:
+        """SQL over the views -> Arrow table; `params` bind $name placeholders."""
+        return _arrow(self.con.sql(sql, params=params or None))
+
+    def df(self, sql: str, **params):
+        """SQL over the views -> pandas DataFrame (needs pandas: pip install 'accesslog[notebook]')."""
+        return self.con.sql(sql, params=params or None).df()
+
+    def date_range(self) -> tuple[date, date] | None:
+        """The first and last UTC day with requests, or None for a warehouse without any."""
+        first, last = self.con.execute("SELECT min(date), max(date) FROM access").fetchall()[0]
+        return None if first is None else (first, last)
+
+    def hosts(self) -> pa.Table:
+        """Virtual hosts by requests (host, requests)."""
+        return self.query("SELECT host, count(*) AS requests FROM access GROUP BY host ORDER BY requests DESC, host")
+
+    def report(self, name: str, *, date_from: date | None = None, date_to: date | None = None,
+               host: str | None = None, path_prefix: str | None = None, include_bots: bool = False,
+               include_assets: bool = False, top: int = 10, granularity: str = "day") -> pa.Table:
+        """One report of `accesslog stats` (totals, top_pages, latency_by_path, ...) -> Arrow table."""
+        flt = StatsFilter(date_from=date_from, date_to=date_to, host=host, path_prefix=path_prefix,
+                          exclude_bots=not include_bots, exclude_assets=not include_assets)
+        return _usage_stats(self.con, flt, [name], top_n=top, granularity=granularity)[name]
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self.con, name)
+
+
+def open(warehouse: str, cache_file: str | None = None) -> Warehouse:  # noqa: A001 - accesslog.open, like io.open
+    """Open a warehouse for analysis -> Warehouse (DuckDB views + helpers; see Warehouse)."""
+    return Warehouse(warehouse, cache_file)
 
 
 def usage_stats(warehouse: str, reports: Iterable[str] | None = None, *, date_from: date | None = None,
@@ -70,8 +139,9 @@ def _keystore(warehouse: str, keys: str | None, key_period: str | None) -> Keyst
 
 def find_subject_rows(warehouse: str, keys: str | None = None, *, ip: str | None = None, user: str | None = None,
                       date_from: date | None = None, date_to: date | None = None,
-                      key_period: str | None = None) -> tuple[SubjectSearch, list[dict]]:
+                      key_period: str | None = None) -> tuple["SubjectSearch", list[dict]]:  # noqa: F821
     """A person's records (right of access; `accesslog subject export`): (search, rows as dicts)."""
+    from accesslog.subject import Subject, export_subject
     return export_subject(warehouse, _keystore(warehouse, keys, key_period), Subject.parse(ip, user),
                           date_from, date_to)
 
@@ -80,9 +150,12 @@ def erase_subject(warehouse: str, keys: str | None = None, *, ip: str | None = N
                   date_from: date | None = None, date_to: date | None = None, key_period: str | None = None,
                   dry_run: bool = False) -> dict:
     """Delete a person's records from every file (`accesslog subject erase`) -> the report."""
+    from accesslog.subject import Subject
+    from accesslog.subject import erase_subject as _erase_subject
     return _erase_subject(warehouse, _keystore(warehouse, keys, key_period), Subject.parse(ip, user),
                           date_from, date_to, dry_run=dry_run)
 
 
-__all__ = ["run", "open_warehouse", "usage_stats", "apply_retention", "find_subject_rows", "erase_subject",
-           "find_subject", "Settings", "RunResult"]
+__all__ = ["run", "open", "Warehouse", "open_warehouse", "usage_stats", "apply_retention", "find_subject_rows",
+           "erase_subject",
+           "find_subject", "Settings", "RunResult"]  # noqa: F822 - from __getattr__

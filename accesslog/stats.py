@@ -510,6 +510,38 @@ def usage_stats(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()
         _refreshed.reset(token)
 
 
+def why_empty(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> str | None:
+    """None when some request matches `flt`; else one line that says why none does (a report of
+    zeros looks like success): which hosts or days the warehouse does hold."""
+    def one(sql: str, params: dict | None = None):
+        return con.execute(sql, params or {}).fetchall()[0]
+    days = ("($date_from::DATE IS NULL OR date >= $date_from::DATE) AND "
+            "($date_to::DATE IS NULL OR date <= $date_to::DATE)")
+    span = {"date_from": flt.date_from, "date_to": flt.date_to}
+    matching = one(f"SELECT count(*) FROM access WHERE {days} AND ($host::VARCHAR IS NULL OR host = $host) AND "
+                   "($prefix::VARCHAR IS NULL OR starts_with(url_path, $prefix))",
+                   {**span, "host": flt.host, "prefix": flt.path_prefix})[0]
+    if matching:
+        return None
+    total, first, last = one("SELECT count(*), min(date), max(date) FROM access")
+    if not total:
+        return "the warehouse holds no requests yet (or retention removed them all)"
+    in_days = one(f"SELECT count(*) FROM access WHERE {days}", span)[0]
+    if not in_days:
+        return (f"no requests from {flt.date_from or first} to {flt.date_to or last}: the warehouse holds "
+                f"{first} to {last}")
+    if flt.host is not None:
+        hosts = con.execute(f"SELECT coalesce(host, '(none)'), count(*) FROM access WHERE {days} GROUP BY 1 "
+                            "ORDER BY 2 DESC, 1 LIMIT 10", span).fetchall()
+        if all(h == "(none)" for h, _ in hosts):
+            return (f"no requests for host {flt.host!r}: the requests in those days carry no host (their log "
+                    "format has no $host, $server_name or %v)")
+        if not any(h == flt.host for h, _ in hosts):
+            listed = ", ".join(f"{h} ({n:,})" for h, n in hosts)
+            return f"no requests for host {flt.host!r} in those days; the hosts there, by requests: {listed}"
+    return f"no requests whose path starts with {flt.path_prefix!r} in those days"
+
+
 # -- rendering ---------------------------------------------------------------------------------
 
 def render(reports: dict[str, pa.Table], fmt: Format = "table") -> str:

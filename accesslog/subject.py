@@ -204,7 +204,10 @@ def find_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Subj
                  date_from: date | None = None, date_to: date | None = None) -> SubjectSearch:
     """Find the files holding the subject's rows between date_from and date_to (inclusive, UTC
     days; None: unbounded), reading only the identifying columns of the range's files."""
-    root = existing(warehouse)
+    return _find(existing(warehouse), keystore, subject, date_from, date_to)
+
+
+def _find(root, keystore: Keystore, subject: Subject, date_from: date | None, date_to: date | None) -> SubjectSearch:
     if date_from is not None and date_to is not None and date_from > date_to:
         raise SettingError("{} {first} is after {} {last}: swap them", "date_from", "date_to", first=date_from,
                            last=date_to)
@@ -313,8 +316,8 @@ def erase_subject(warehouse: str | os.PathLike, keystore: Keystore, subject: Sub
     path. `dry_run`: report what would go, change nothing, write no audit."""
     root = existing(warehouse)
     if not dry_run and not is_remote(warehouse):
-        _refuse_during_run(root)
-    search = find_subject(root, keystore, subject, date_from, date_to)
+        _refuse_during_run(root)   # may remove a killed run's staging: all a warehouse may have held
+    search = _find(root, keystore, subject, date_from, date_to)
     report = {
         "subject": {"by_ip": subject.ip is not None, "by_user": subject.user is not None},
         "from": date_from.isoformat() if date_from else None, "to": date_to.isoformat() if date_to else None,

@@ -45,7 +45,7 @@ from schemas.errors import AccesslogError, SettingError
 from storage import warehouse as wh
 from storage.filesystems import is_remote
 from storage.keystore import Keystore
-from storage.retention import apply_retention
+from storage.retention import apply_retention, retention_cutoff
 from transforms.chunks import CHUNK_BYTES, LogInput, ReadLogChunks, describe_input, expand_inputs, fingerprint
 from transforms.formats import LogFormat
 from transforms.scrub import Scrubber
@@ -91,6 +91,8 @@ class RunResult:
     elapsed: float
     failed: list[dict]
     keystore_created: bool = False
+    retention_days: int | None = None
+    now: datetime | None = None         # the end of the retention window
 
     @property
     def ok(self) -> bool:
@@ -229,7 +231,7 @@ def run_batch(config: RunConfig, quiet_workers: bool = False) -> RunResult:
         if config.apply_retention:
             doc["retention"] = apply_retention(warehouse, settings.retention_days, now, keystore)
             wh.write_manifest(warehouse, run_id, doc)
-    return RunResult(run_id, manifest, summaries, elapsed, failed, keystore.created)
+    return RunResult(run_id, manifest, summaries, elapsed, failed, keystore.created, settings.retention_days, now)
 
 
 def manifest_doc(run_id: str, elapsed: float, inputs: list[LogInput], formats: dict[str, LogFormat],
@@ -350,10 +352,20 @@ def format_summary(result: RunResult) -> str:
     if truncated:
         lines.append(f"{truncated:,} {'line was' if truncated == 1 else 'lines were'} cut off inside a quoted field: "
                      "kept, marked in extra['truncated'] (--strict rejects them)")
+    if total[3] and not total[4] and result.now is not None:
+        days = result.retention_days
+        lines.append(f"nothing written: {'the record was' if total[3] == 1 else f'all {total[3]:,} records were'} "
+                     f"received before {_iso(retention_cutoff(result.now, days))}, outside the retention window "
+                     f"(--retention-days {days:,} back from --now {_iso(result.now)}): pass a larger "
+                     "--retention-days, or --now for old logs")
     for s in result.failed:
         lines.append(f"FAILED {s['source']}: {s['error']}")
     lines.append(f"run {result.run_id}: manifest {result.manifest}")
     return "\n".join(lines)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ maps what went wrong to an exit code:
     4   the machine refused: disk full, quota exceeded, permission denied, read-only file system
         (EnvironmentFailure)
     5   another command changed what the run was using: a key shredded mid-run (ConcurrentChange)
+    141 the reader of the output went away (`accesslog parse ... | head`): no message, as cat
     130 Ctrl-C (SIGINT); 143 SIGTERM, which is handled like Ctrl-C so that the same cleanup runs
         (a batch run removes its staging folder)
 
@@ -170,6 +171,10 @@ def guarded(work: Callable[[], int], name: Callable[[str], str] = flag_name) -> 
         return _report(e, name)
     except KeyboardInterrupt as e:
         return _interrupted(e)
+    except BrokenPipeError:   # the reader went away (`accesslog parse ... | head`): stop quietly, as cat does
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nothing left to flush into
+        return 141
     except Exception as e:
         failure = failure_of(e)
         if isinstance(failure, KeyboardInterrupt):

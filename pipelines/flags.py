@@ -35,9 +35,12 @@ class Option:
 WAREHOUSE = Option("warehouse", "output folder (created if missing) or s3://bucket/prefix")
 
 FORMAT_OPTIONS = (
-    Option("log_format", "a preset (combined, main, timed_combined, common, vhost_combined, combinedio, json, "
-           "nginx_error, apache_error, auto), an nginx log_format body (escape=... allowed), an Apache LogFormat "
-           "string, or FILE.conf:NAME; default: combined", default=default("log_format")),
+    Option("log_format", "a preset - nginx: combined, main, timed_combined; Apache (httpd.conf): common, "
+           "combinedio, vhost_combined, referer, agent, each also as apache_<name> (apache_combined, "
+           "apache_common, apache_combinedio, apache_vhost_combined, apache_referer, apache_agent); json; error "
+           "logs: nginx_error, apache_error; auto (detected per input) - or an nginx log_format body (escape=... "
+           "allowed), an Apache LogFormat string, or FILE.conf:NAME; default: combined",
+           default=default("log_format")),
     Option("nginx_conf", "read the format named by --log-format-name from this nginx config (includes "
            "followed); same as --log-format FILE:NAME"),
     Option("log_format_name", "the log_format name to read from --nginx-conf"),

@@ -117,6 +117,9 @@ def existing(warehouse: str | os.PathLike) -> Path:
     if not root.is_dir():
         raise SettingError("warehouse {path} not found: pass {} pointing at the folder given to `accesslog run`",
                            "warehouse", path=warehouse)
+    if not any((root / name).is_dir() for name in (*TABLE_DIRS, "_runs", "_follow", "_staging")):
+        raise SettingError("{path} is no accesslog warehouse (it has no access/, rejects/ or _runs/ folder): pass "
+                           "{} pointing at the folder given to `accesslog run`", "warehouse", path=warehouse)
     return root
 
 

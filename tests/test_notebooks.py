@@ -73,3 +73,18 @@ def test_committed_without_outputs(name):
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
     assert "parameters" in code[0].metadata.get("tags", [])
     assert 'os.environ.get("ACCESSLOG_WAREHOUSE", "../.demo/warehouse")' in code[0].source
+
+
+def test_adhoc_sql_covers_the_warehouses_own_days(tmp_path, monkeypatch):
+    """No hard-coded month: a warehouse of March 2025 gets its own rows, not an empty range."""
+    from accesslog.cli import main
+    moved = (SAMPLES / "access.log").read_text(encoding="utf-8").replace("/Nov/2026:", "/Mar/2025:")
+    (tmp_path / "march.log").write_text(moved, encoding="utf-8")
+    warehouse = tmp_path / "wh"
+    assert main(["run", str(tmp_path / "march.log"), "--log-format", "timed_combined", "--warehouse", str(warehouse),
+                 "--keys", str(tmp_path / "keys"), "--now", "2025-03-30T00:00:00Z"]) == 0
+    text = text_of(execute("adhoc_sql.ipynb", warehouse, monkeypatch))
+    assert "requests from 2025-03-" in text and "the queries below cover 2025-03-" in text
+    assert "2026-11" not in text
+    per_day_rows = [line for line in text.splitlines() if line.startswith("│ 2025-03-")]
+    assert per_day_rows, text[:2000]

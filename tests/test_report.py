@@ -171,6 +171,7 @@ def test_user_values_are_escaped(evil_warehouse):
 
 
 def test_empty_warehouse_says_so(tmp_path):
+    (tmp_path / "_runs").mkdir()   # a warehouse whose runs wrote nothing (all expired, say)
     page_text = build_report(tmp_path)
     page = Markup(page_text)
     assert [a for t, a in page.elements if a.get("id") == "no-data"]
@@ -180,6 +181,8 @@ def test_empty_warehouse_says_so(tmp_path):
 def test_missing_warehouse_is_a_user_error(tmp_path):
     with pytest.raises(AccesslogError, match="not found"):
         build_report(tmp_path / "nowhere")
+    with pytest.raises(AccesslogError, match="is no accesslog warehouse"):
+        build_report(tmp_path)   # a folder, but not one `accesslog run` wrote
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -208,7 +211,7 @@ def test_command_user_errors(sample_warehouse, tmp_path):
         run_command(["report", "--warehouse", str(sample_warehouse), "-o", str(tmp_path / "r.html"),
                      "--from", "2026-11-22", "--to", "2026-11-20"])
     with pytest.raises(SystemExit):
-        run_command(["report", "--warehouse", str(sample_warehouse), "-o", "x.html", "--from", "yesterday"])
+        run_command(["report", "--warehouse", str(sample_warehouse), "-o", "x.html", "--from", "someday"])
 
 
 def test_accesslog_report_command(sample_warehouse, tmp_path, capsys):
@@ -217,6 +220,7 @@ def test_accesslog_report_command(sample_warehouse, tmp_path, capsys):
     out = tmp_path / "report.html"
     assert main(["report", "--warehouse", str(sample_warehouse), "-o", str(out), "--host", "nowhere.example"]) == 0
     assert 'id="no-data"' in out.read_text(encoding="utf-8")  # no request has that host
+    assert "no requests for host 'nowhere.example'" in capsys.readouterr().err   # ... and the terminal says so
     assert main(["report", "--warehouse", str(tmp_path / "missing"), "-o", str(out)]) == 2
     assert capsys.readouterr().err.count("\n") == 1  # one line saying how to fix it
 

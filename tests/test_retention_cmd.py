@@ -80,7 +80,7 @@ def test_week_periods_are_shredded_only_once_entirely_past(tmp_path):
     keystore = Keystore(tmp_path / "keys.json", period="week")
     for day in (date(2026, 11, 8), date(2026, 11, 9), date(2026, 11, 16)):   # W45 (Sunday), W46, W47
         keystore.key_for_day(day)
-    (tmp_path / "wh").mkdir()
+    (tmp_path / "wh" / "access").mkdir(parents=True)   # a warehouse with no partitions left
     # cutoff day Wed 2026-11-11: W45 ended before it; W46 (Nov 9-15) still has days in the window
     report = apply_retention(tmp_path / "wh", 10, datetime(2026, 11, 21, 12, tzinfo=UTC), keystore=keystore)
     assert report["keys_shredded"] == ["2026-W45"]

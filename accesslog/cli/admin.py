@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from accesslog.cli.flags import cli_date
+from accesslog.cli.flags import DATE_HELP, add_date_range, cli_date
 from schemas.errors import AccesslogError
 from storage.audit import write_audit
 from storage.keystore import KEYS_ENV, MASTER_ENV, PERIODS, Keystore
@@ -68,7 +68,7 @@ def register_keys(subparsers) -> None:
         epilog="example: accesslog keys shred --before 2026-10-01 --keys ~/.config/accesslog/keys --dry-run")
     keystore_argument(shred)
     shred.add_argument("--before", required=True, type=cli_date, metavar="DATE",
-                       help="shred periods whose last day is before this day (YYYY-MM-DD, UTC; at most today)")
+                       help=f"shred periods whose last day is before this day ({DATE_HELP}; at most today)")
     shred.add_argument("--now", default=None, metavar="ISO", help="ISO time taken as now (default: current time)")
     shred.add_argument("--dry-run", action="store_true", help="list the periods that would be shredded")
     shred.set_defaults(func=cmd_keys_shred)
@@ -221,10 +221,7 @@ def _add_selectors(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ip", default=None, metavar="ADDRESS", help="the person's IP address (IPv4 or IPv6)")
     parser.add_argument("--user", default=None, metavar="NAME",
                         help="the person's user name as logged ($remote_user / %%u)")
-    parser.add_argument("--from", dest="date_from", type=cli_date, default=None, metavar="DATE",
-                        help="first day to search (YYYY-MM-DD, UTC; default: the oldest partition)")
-    parser.add_argument("--to", dest="date_to", type=cli_date, default=None, metavar="DATE",
-                        help="last day to search (YYYY-MM-DD, UTC; default: the newest partition)")
+    add_date_range(parser, "every partition")
 
 
 def _keystore(args: argparse.Namespace) -> Keystore:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from accesslog.cli.flags import cli_date
+from accesslog.cli.flags import add_date_range
 from schemas.errors import AccesslogError
 from storage.filesystems import is_remote
 from storage.retention import STATS_CACHE_DIR
@@ -18,8 +18,7 @@ def register_stats(sub) -> None:
         description="Requests per day, status classes, top paths, unique clients per day, bytes and "
                     "latency percentiles, computed by DuckDB over the Parquet warehouse.")
     stats.add_argument("--warehouse", required=True, help="the folder given to `accesslog run`")
-    stats.add_argument("--from", dest="date_from", type=cli_date, help="first day (YYYY-MM-DD, UTC)")
-    stats.add_argument("--to", dest="date_to", type=cli_date, help="last day (YYYY-MM-DD, UTC)")
+    add_date_range(stats)
     stats.add_argument("--host", help="only this virtual host")
     stats.add_argument("--path-prefix", help="only requests whose path starts with this (literally)")
     bots = stats.add_mutually_exclusive_group()
@@ -66,7 +65,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
     con = _stats_connection(args.warehouse)
     reports = usage_stats(con, flt, names, top_n=args.top, granularity=args.granularity)
     print(render(reports, fmt))
+    _say_if_empty(con, flt)
     return 0
+
+
+def _say_if_empty(con, flt) -> None:
+    from accesslog.stats import why_empty
+    reason = why_empty(con, flt)
+    if reason:
+        sys.stdout.flush()
+        print(f"accesslog: note: {reason}", file=sys.stderr)
 
 
 
@@ -82,8 +90,7 @@ def register_report(subparsers) -> None:
         epilog="example: accesslog report --warehouse ./warehouse -o report.html --from 2026-11-01 --to 2026-11-30")
     parser.add_argument("--warehouse", required=True, metavar="DIR", help="the folder given to `accesslog run`")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="HTML file to write, or - for stdout")
-    parser.add_argument("--from", dest="date_from", type=cli_date, metavar="YYYY-MM-DD", help="first day (UTC)")
-    parser.add_argument("--to", dest="date_to", type=cli_date, metavar="YYYY-MM-DD", help="last day (UTC)")
+    add_date_range(parser)
     parser.add_argument("--host", help="only this virtual host")
     parser.add_argument("--title", help='page title (default "Usage report")')
     parser.set_defaults(func=cmd_report)
@@ -92,11 +99,18 @@ def register_report(subparsers) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from accesslog.report import build_report, write_page
     from accesslog.stats import StatsFilter
-    page = build_report(args.warehouse, StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host),
-                        args.title)
+    flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host)
+    page = build_report(args.warehouse, flt, args.title)
     if args.output == "-":
         sys.stdout.write(page)
-        return 0
-    write_page(Path(args.output), page)
-    print(f"accesslog: wrote {args.output} ({len(page.encode()) // 1024 + 1} KiB)")
+    else:
+        write_page(Path(args.output), page)
+        print(f"accesslog: wrote {args.output} ({len(page.encode()) // 1024 + 1} KiB)")
+    if 'id="no-data"' in page:   # the page says so; the terminal should too, with what the warehouse holds
+        from accesslog.stats import connect
+        con = connect(args.warehouse)
+        try:
+            _say_if_empty(con, flt)
+        finally:
+            con.close()
     return 0
