@@ -62,7 +62,7 @@ MAX_SCOPES = 8
 # Days computed per query: bounds the memory of the distinct counts and the visit window
 # (a year of logs is not one hash table); 1 to 30 days ran equally fast on 10M rows.
 MAX_DAYS_PER_FILL = 7
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: browser_version audience dimension
 FINGERPRINTED_TABLES = ("access", "errors", "sessions")
 # Error messages -> patterns, applied in this order (RE2 syntax, the same in Python's re).
 ERROR_PATTERN_RULES = (
@@ -126,13 +126,16 @@ _PAGE_VIEWS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE _page_views AS
 WITH {FILTERED_ACCESS_SQL}
 SELECT date, epoch_us(received_at) // 3600000000 AS hour, client_id, host, received_at, source, source_line,
-       url_path, browser, os, device, country, language, asn, as_org, {REFERRER_HOST_SQL} AS referrer_host
+       url_path, browser, browser_version, os, device, country, language, asn, as_org,
+       {REFERRER_HOST_SQL} AS referrer_host
 FROM filtered WHERE is_page
 """
 
 # Audience breakdowns of page views: dimension -> (value, label); `label` is the AS name of an asn.
 AUDIENCE_DIMENSIONS = {
     "browser": ("coalesce(browser, '(unknown)')", "NULL"),
+    "browser_version": ("coalesce(browser, '(unknown)') || coalesce(' ' || split_part(browser_version, '.', 1), '')",
+                        "NULL"),
     "os": ("coalesce(os, '(unknown)')", "NULL"),
     "device": ("coalesce(device, '(unknown)')", "NULL"),
     "country": ("coalesce(country, '(unknown)')", "NULL"),

@@ -44,7 +44,8 @@ NUMERIC_CLASS = ' class="n"'
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; form-action 'none'; base-uri 'none'"
 
 
-def build_report(warehouse: str | Path, flt: StatsFilter = StatsFilter(), title: str | None = None) -> str:
+def build_report(warehouse: str | Path, flt: StatsFilter = StatsFilter(), title: str | None = None,
+                 min_visitors: int | None = None) -> str:
     """The HTML page (a str) of the usage statistics of `warehouse` within `flt`.
 
     title defaults to "Usage report" (plus the host when the filter has one). A warehouse, or
@@ -53,17 +54,23 @@ def build_report(warehouse: str | Path, flt: StatsFilter = StatsFilter(), title:
     """
     con = connect(warehouse)
     try:
-        reports = usage_stats(con, flt, REPORT_NAMES)
+        reports = usage_stats(con, flt, REPORT_NAMES, min_visitors=min_visitors)
     finally:
         con.close()
-    return render_page(reports, flt, title or ("Usage report" + (f" — {flt.host}" if flt.host else "")))
+    return render_page(reports, flt, title or ("Usage report" + (f" — {flt.host}" if flt.host else "")),
+                       min_visitors)
 
 
-def render_page(reports: dict[str, pa.Table], flt: StatsFilter, title: str) -> str:
-    """Lay out `reports` (usage_stats' result for REPORT_NAMES) as the HTML page."""
+def render_page(reports: dict[str, pa.Table], flt: StatsFilter, title: str, min_visitors: int | None = None) -> str:
+    """Lay out `reports` (usage_stats' result for REPORT_NAMES) as the HTML page; `min_visitors`:
+    the K the ranked tables were suppressed with, stated on the page."""
     totals = _row(reports["totals"])
     has_data = totals["requests"] > 0 or reports["errors_by_level"].num_rows > 0
     body = [_header(title, totals, reports, flt)]
+    if min_visitors and min_visitors > 1:
+        body.append(f'<p id="min-visitors">Ranked tables show no row seen by fewer than {int(min_visitors)} '
+                    f"distinct visitors: such rows are merged into one &quot;(fewer than {int(min_visitors)} "
+                    "visitors)&quot; row.</p>")
     if not has_data:
         body.append('<p class="empty" id="no-data">No data: the warehouse has no requests or error-log entries '
                     'for this selection. Ingest logs with <code>accesslog run</code>, or widen '

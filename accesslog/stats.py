@@ -286,6 +286,50 @@ SELECT visits, pages / nullif(visits, 0) AS pages_per_visit, bounces / nullif(vi
 FROM counts, median
 """
 
+STATUS_CODES_SQL = f"""
+SELECT status, CAST(sum(requests) AS BIGINT) AS requests, sum(requests) / sum(sum(requests)) OVER () AS share
+FROM {{cache}}.daily_status WHERE {_SELECTED_DAYS}
+GROUP BY status ORDER BY requests DESC, status NULLS LAST
+"""
+
+# Hours of the day and days of the week, UTC; visitors per hour (day) summed: visitor-hours (-days).
+HOURS_OF_DAY_SQL = f"""
+SELECT CAST(hour % 24 AS INTEGER) AS hour_utc, CAST(sum(requests) AS BIGINT) AS requests,
+       CAST(sum(pages) AS BIGINT) AS pages, CAST(sum(visitors) AS BIGINT) AS visitor_hours
+FROM {{cache}}.daily_hours WHERE {_SELECTED_DAYS} GROUP BY hour_utc ORDER BY hour_utc
+"""
+
+WEEKDAYS_SQL = f"""
+SELECT dayname(date) AS weekday, CAST(sum(requests) AS BIGINT) AS requests, CAST(sum(pages) AS BIGINT) AS pages,
+       CAST(sum(visitors) AS BIGINT) AS visitor_days, count(*) AS days
+FROM {{cache}}.daily_days WHERE {_SELECTED_DAYS} GROUP BY weekday, isodow(date) ORDER BY isodow(date)
+"""
+
+VIRTUAL_HOSTS_SQL = f"""
+SELECT coalesce(host, '(none)') AS host, CAST(sum(requests) AS BIGINT) AS requests,
+       sum(requests) / sum(sum(requests)) OVER () AS share
+FROM {{cache}}.daily_hosts WHERE {_SELECTED_DAYS} GROUP BY 1 ORDER BY requests DESC, host LIMIT $top_n
+"""
+
+# Not from the cache (like latency_by_path): one scan of the selected days' files.
+_ACCESS_ROWS = """FROM access
+WHERE ($date_from::DATE IS NULL OR date >= $date_from::DATE) AND ($date_to::DATE IS NULL OR date <= $date_to::DATE)
+  AND ($host::VARCHAR IS NULL OR host = $host::VARCHAR)
+  AND ($path_prefix::VARCHAR IS NULL OR starts_with(url_path, $path_prefix::VARCHAR))"""
+
+NOT_FOUND_SQL = f"""
+SELECT url_path, count(*) AS requests, count(DISTINCT (date, client_id)) AS client_days
+{_ACCESS_ROWS} AND status = 404
+GROUP BY url_path ORDER BY requests DESC, url_path NULLS LAST LIMIT $top_n
+"""
+
+_COUNT_BY_SQL = f"""
+SELECT coalesce(CAST({{column}} AS VARCHAR), '(none)') AS {{name}}, count(*) AS requests,
+       count(*) / sum(count(*)) OVER () AS share
+{_ACCESS_ROWS}
+GROUP BY 1 ORDER BY requests DESC, 1 LIMIT $top_n
+"""
+
 _LEVELS = "['emerg', 'alert', 'crit', 'error', 'warn', 'notice', 'info', 'debug']"
 ERRORS_BY_LEVEL_SQL = f"""
 SELECT level, CAST(sum(entries) AS BIGINT) AS entries, sum(entries) / sum(sum(entries)) OVER () AS share
@@ -456,6 +500,54 @@ def error_patterns(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilte
     return _report(con, flt, ERROR_PATTERNS_SQL, top_n=top_n)
 
 
+def status_codes(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """Requests per status code: status (null: none was sent), requests, share; most frequent first."""
+    return _report(con, flt, STATUS_CODES_SQL)
+
+
+def not_found(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *, top_n: int | None = 10) -> pa.Table:
+    """The paths most often answered 404: url_path, requests, client_days (distinct daily pseudonyms).
+    Reads the selected days' files (not cached)."""
+    return _report(con, flt, NOT_FOUND_SQL, top_n=top_n)
+
+
+def hours_of_day(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """Per hour of the day (UTC, 0-23): requests, pages, visitor_hours; hours without requests left out."""
+    return _report(con, flt, HOURS_OF_DAY_SQL)
+
+
+def weekdays(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """Per day of the week (UTC days, Monday first): weekday, requests, pages, visitor_days, days."""
+    return _report(con, flt, WEEKDAYS_SQL)
+
+
+def virtual_hosts(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                  top_n: int | None = 10) -> pa.Table:
+    """Requests per virtual host ('(none)' when the format logs none): host, requests, share."""
+    return _report(con, flt, VIRTUAL_HOSTS_SQL, top_n=top_n)
+
+
+def browser_versions(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                     top_n: int | None = 10) -> pa.Table:
+    """Page views by browser and major version ('Chrome 130'): browser_version, visitors, pages."""
+    return _audience(con, flt, "browser_version", top_n)
+
+
+def _count_by(column: str, name: str, what: str) -> Callable[..., pa.Table]:
+    def report(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+               top_n: int | None = 10) -> pa.Table:
+        return _report(con, flt, _COUNT_BY_SQL.replace("{column}", column).replace("{name}", name), top_n=top_n)
+    report.__name__ = name + "s"
+    report.__doc__ = f"""Requests per {what}: {name} ('(none)' when not logged), requests, share. Reads the
+    selected days' files (not cached)."""
+    return report
+
+
+methods = _count_by("method", "method", "request method (GET, POST, ...)")
+protocols = _count_by("protocol", "protocol", "HTTP protocol (HTTP/1.1, HTTP/2.0, ...)")
+tls_protocols = _count_by("tls_protocol", "tls_protocol", "TLS protocol ($ssl_protocol, %{SSL_PROTOCOL}x)")
+
+
 # Report name -> function, in the order reports are shown.
 REPORTS: dict[str, Callable[..., pa.Table]] = {
     "totals": totals, "traffic": traffic, "top_pages": top_pages, "entry_pages": entry_pages,
@@ -464,9 +556,13 @@ REPORTS: dict[str, Callable[..., pa.Table]] = {
     "latency": latency, "latency_by_path": latency_by_path, "browsers": browsers,
     "operating_systems": operating_systems, "devices": devices, "bot_share": bot_share, "countries": countries,
     "asns": asns, "languages": languages, "errors_by_level": errors_by_level, "error_patterns": error_patterns,
+    "status_codes": status_codes, "not_found": not_found, "hours_of_day": hours_of_day, "weekdays": weekdays,
+    "virtual_hosts": virtual_hosts, "browser_versions": browser_versions, "methods": methods,
+    "protocols": protocols, "tls_protocols": tls_protocols,
 }
-# Everything but latency_by_path, the one report that scans the files each time.
-DEFAULT_REPORTS: tuple[str, ...] = tuple(name for name in REPORTS if name != "latency_by_path")
+# The reports that read the selected days' files each time instead of the per-day cache: asked for by name.
+SCANNING_REPORTS = ("latency_by_path", "not_found", "methods", "protocols", "tls_protocols")
+DEFAULT_REPORTS: tuple[str, ...] = tuple(name for name in REPORTS if name not in SCANNING_REPORTS)
 
 
 def select_reports(names: Iterable[str] | None) -> list[str]:
@@ -486,15 +582,47 @@ def select_reports(names: Iterable[str] | None) -> list[str]:
     return chosen or list(DEFAULT_REPORTS)
 
 
+VISITOR_COLUMNS = ("visitors", "client_days")
+
+
+def suppress_small(table: pa.Table, k: int) -> pa.Table:
+    """A ranked report without the rows seen by fewer than `k` distinct visitors (its `visitors` or
+    `client_days` column): they become one row labelled "(fewer than K visitors)" with their counts
+    summed, so a published report cannot single out a person by a rare page, referrer or browser.
+    Tables without a visitor column come back as they are."""
+    column = next((c for c in VISITOR_COLUMNS if c in table.column_names), None)
+    if column is None or k <= 1 or not table.num_rows:
+        return table
+    rows = table.to_pylist()
+    kept = [r for r in rows if (r[column] or 0) >= k]
+    small = [r for r in rows if (r[column] or 0) < k]
+    if not small:
+        return table
+    label = next((f.name for f in table.schema if pa.types.is_string(f.type)), None)
+    merged = {}
+    for f in table.schema:
+        if f.name == label:
+            merged[f.name] = f"(fewer than {k} visitors)"
+        elif pa.types.is_integer(f.type) and f.name != "asn":
+            merged[f.name] = sum(r[f.name] or 0 for r in small)
+        else:
+            merged[f.name] = None
+    return pa.Table.from_pylist(kept + [merged], schema=table.schema)
+
+
 def usage_stats(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(),
                 reports: Iterable[str] | None = None, *, top_n: int | None = 10,
-                granularity: Granularity = "day") -> dict[str, pa.Table]:
+                granularity: Granularity = "day", min_visitors: int | None = None) -> dict[str, pa.Table]:
     """Run `reports` (names, see select_reports; default DEFAULT_REPORTS) -> name -> Arrow table.
 
     `top_n` limits the ranked reports, `granularity` (hour, day, week) sets traffic's buckets.
+    `min_visitors` K: in the ranked reports with a visitor count, rows seen by fewer than K
+    visitors are merged into one "(fewer than K visitors)" row (suppress_small).
     Reports have zero rows when nothing matches, except the one-row summaries (totals,
     error_rate, latency, bot_share, sessions), whose counts are then 0 and rates null.
     """
+    if min_visitors is not None and min_visitors < 1:
+        raise SettingError("{} must be at least 1", "min_visitors")
     names = select_reports(reports)
     options = {"top_n": top_n, "granularity": granularity}
     _check(flt, top_n)
@@ -505,6 +633,8 @@ def usage_stats(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()
             fn = REPORTS[name]
             accepted = inspect.signature(fn).parameters
             result[name] = fn(con, flt, **{k: v for k, v in options.items() if k in accepted})
+            if min_visitors and "top_n" in accepted:
+                result[name] = suppress_small(result[name], min_visitors)
         return result
     finally:
         _refreshed.reset(token)

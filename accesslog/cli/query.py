@@ -32,10 +32,15 @@ def register_stats(sub) -> None:
                             "Names: totals, traffic, top_pages, entry_pages, exit_pages, referrer_hosts, sessions, "
                             "status_classes, error_rate, top_failing_paths, latency, latency_by_path, browsers, "
                             "operating_systems, devices, bot_share, countries, asns, languages, errors_by_level, "
-                            "error_patterns")
+                            "error_patterns, status_codes, hours_of_day, weekdays, virtual_hosts, browser_versions; "
+                            "by name only (they read the files each time): latency_by_path, not_found, methods, "
+                            "protocols, tls_protocols")
     stats.add_argument("--granularity", choices=("hour", "day", "week"), default="day",
                        help="buckets of the traffic report (default day)")
     stats.add_argument("--top", type=int, default=10, help="rows of ranked reports (default 10)")
+    stats.add_argument("--min-visitors", type=int, default=None, metavar="K",
+                       help="ranked reports show no row seen by fewer than K distinct visitors: those rows become "
+                            "one '(fewer than K visitors)' row, so a published report cannot single out a person")
     stats.add_argument("--format", choices=("table", "csv", "json"), default="table")
     stats.add_argument("--json", action="store_true", help="same as --format json")
     stats.set_defaults(func=cmd_stats)
@@ -63,7 +68,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
                       exclude_bots=not args.include_bots, exclude_assets=not args.include_assets)
     names = select_reports(args.report)
     con = _stats_connection(args.warehouse)
-    reports = usage_stats(con, flt, names, top_n=args.top, granularity=args.granularity)
+    reports = usage_stats(con, flt, names, top_n=args.top, granularity=args.granularity,
+                          min_visitors=args.min_visitors)
     print(render(reports, fmt))
     _say_if_empty(con, flt)
     return 0
@@ -93,6 +99,9 @@ def register_report(subparsers) -> None:
     add_date_range(parser)
     parser.add_argument("--host", help="only this virtual host")
     parser.add_argument("--title", help='page title (default "Usage report")')
+    parser.add_argument("--min-visitors", type=int, default=None, metavar="K",
+                        help="rows of ranked tables seen by fewer than K distinct visitors become one "
+                             "'(fewer than K visitors)' row; the page states K")
     parser.set_defaults(func=cmd_report)
 
 
@@ -100,7 +109,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from accesslog.report import build_report, write_page
     from accesslog.stats import StatsFilter
     flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host)
-    page = build_report(args.warehouse, flt, args.title)
+    page = build_report(args.warehouse, flt, args.title, min_visitors=args.min_visitors)
     if args.output == "-":
         sys.stdout.write(page)
     else:

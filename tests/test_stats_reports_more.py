@@ -1,0 +1,126 @@
+"""The GoAccess-level reports (status codes, 404 paths, hour of day, weekday, virtual hosts, browser
+versions, methods, protocols, TLS) against the same counts taken from the rows themselves, and
+--min-visitors suppression."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+import pytest
+
+from accesslog.cli import main
+from accesslog.report import build_report
+from accesslog.stats import StatsFilter, connect, suppress_small, usage_stats
+from tests.conftest import SAMPLE_NOW
+
+
+@pytest.fixture(scope="module")
+def rows(sample_warehouse) -> list[dict]:
+    con = connect(sample_warehouse)
+    try:
+        return con.sql("SELECT date, received_at, status, url_path, client_id, method, protocol, tls_protocol, host "
+                       "FROM access").to_arrow_table().to_pylist()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def reports(sample_warehouse) -> dict[str, pa.Table]:
+    con = connect(sample_warehouse)
+    try:
+        return usage_stats(con, StatsFilter(), ["status_codes", "not_found", "hours_of_day", "weekdays",
+                                               "virtual_hosts", "browser_versions", "browsers", "methods",
+                                               "protocols", "tls_protocols"], top_n=1000)
+    finally:
+        con.close()
+
+
+def as_dict(table: pa.Table, key: str, value: str = "requests") -> dict:
+    return dict(zip(table[key].to_pylist(), table[value].to_pylist()))
+
+
+def test_status_codes(rows, reports):
+    assert as_dict(reports["status_codes"], "status") == Counter(r["status"] for r in rows)
+    assert abs(sum(reports["status_codes"]["share"].to_pylist()) - 1) < 1e-9
+
+
+def test_not_found_paths(rows, reports):
+    expected = Counter(r["url_path"] for r in rows if r["status"] == 404)
+    assert expected and as_dict(reports["not_found"], "url_path") == expected
+    clients = {p: len({(r["date"], r["client_id"]) for r in rows if r["status"] == 404 and r["url_path"] == p})
+               for p in expected}
+    assert as_dict(reports["not_found"], "url_path", "client_days") == clients
+
+
+def test_hours_of_day_and_weekdays(rows, reports):
+    assert as_dict(reports["hours_of_day"], "hour_utc") == Counter(r["received_at"].hour for r in rows)
+    assert as_dict(reports["weekdays"], "weekday") == Counter(r["date"].strftime("%A") for r in rows)
+    order = reports["weekdays"]["weekday"].to_pylist()
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+    assert order == [d for d in days if d in order]                   # Monday first
+
+
+def test_methods_protocols_and_tls(rows, reports):
+    assert as_dict(reports["methods"], "method") == Counter(r["method"] or "(none)" for r in rows)
+    assert as_dict(reports["protocols"], "protocol") == Counter(r["protocol"] or "(none)" for r in rows)
+    assert as_dict(reports["tls_protocols"], "tls_protocol") == Counter(r["tls_protocol"] or "(none)" for r in rows)
+
+
+def test_browser_versions_refine_the_browsers(reports):
+    families = as_dict(reports["browsers"], "browser", "pages")
+    by_family: Counter = Counter()
+    for name, pages in as_dict(reports["browser_versions"], "browser_version", "pages").items():
+        family = next(f for f in sorted(families, key=len, reverse=True) if name == f or name.startswith(f + " "))
+        by_family[family] += pages
+    assert by_family == Counter(families)                             # versions split each family's pages
+    assert any(name.split()[-1].isdigit() for name in reports["browser_versions"]["browser_version"].to_pylist())
+
+
+def test_virtual_hosts_rank_the_hosts(tmp_path, capsys):
+    log = tmp_path / "vhosts.log"
+    log.write_text("".join(
+        f'{h}:443 192.0.2.{i} - - [20/Nov/2026:10:00:0{i} +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"\n'
+        for i, h in enumerate(["b.example", "a.example", "a.example"])))
+    wh = tmp_path / "wh"
+    assert main(["run", str(log), "--log-format", "vhost_combined", "--warehouse", str(wh), "--keys",
+                 str(tmp_path / "k"), "--now", SAMPLE_NOW]) == 0
+    con = connect(wh)
+    try:
+        table = usage_stats(con, StatsFilter(), ["virtual_hosts"])["virtual_hosts"]
+    finally:
+        con.close()
+    assert table.select(["host", "requests"]).to_pylist() == [{"host": "a.example", "requests": 2},
+                                                              {"host": "b.example", "requests": 1}]
+
+
+def test_suppress_small_merges_the_rare_rows():
+    table = pa.table({"url_path": ["/", "/a", "/rare", "/rarer"], "pages": [50, 9, 3, 1], "visitors": [40, 5, 2, 1]})
+    out = suppress_small(table, 5).to_pylist()
+    assert out == [{"url_path": "/", "pages": 50, "visitors": 40}, {"url_path": "/a", "pages": 9, "visitors": 5},
+                   {"url_path": "(fewer than 5 visitors)", "pages": 4, "visitors": 3}]
+    assert suppress_small(table, 1) == table
+    asns = pa.table({"asn": pa.array([1, 2], pa.int64()), "as_org": ["Big", "Small"], "visitors": [9, 1],
+                     "pages": [9, 1]})
+    assert suppress_small(asns, 2).to_pylist()[-1] == {"asn": None, "as_org": "(fewer than 2 visitors)",
+                                                       "visitors": 1, "pages": 1}
+
+
+def test_min_visitors_leaves_no_rare_row_in_stats_or_the_page(sample_warehouse, capsys):
+    assert main(["stats", "--warehouse", str(sample_warehouse), "--json", "--top", "50", "--min-visitors", "3",
+                 "--report", "top_pages,referrer_hosts,browsers,browser_versions,countries,not_found"]) == 0
+    import json
+    data = json.loads(capsys.readouterr().out)
+    merged = 0
+    for name, table in data.items():
+        for row in table:
+            seen = row.get("visitors", row.get("client_days"))
+            label = next(v for v in row.values() if isinstance(v, str))
+            if label == "(fewer than 3 visitors)":
+                merged += 1
+            else:
+                assert seen >= 3, (name, row)
+    assert merged                                                    # the samples do have rare paths
+    page = build_report(sample_warehouse, min_visitors=3)
+    assert 'id="min-visitors"' in page and "fewer than 3 distinct visitors" in page
+    assert 'id="min-visitors"' not in build_report(sample_warehouse)
+    assert main(["stats", "--warehouse", str(sample_warehouse), "--min-visitors", "0"]) == 2
