@@ -18,6 +18,7 @@ setup(
         "maxminddb>=2.5,<4",
         "numpy>=1.26,<3",
         "ua-parser>=1.0,<2",
+        "referer-parser>=0.4,<1",   # its referers.json: search engines, social networks, webmail (accesslog.referrers)
         "cryptography>=41",
     ],
     extras_require={

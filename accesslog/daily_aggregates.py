@@ -79,7 +79,8 @@ IS_PAGE_SQL = f"""coalesce(
     method IN ('GET', 'HEAD') AND (status BETWEEN 200 AND 299 OR status = 304) AND url_path IS NOT NULL
     AND NOT ($exclude_assets AND CASE WHEN contains(url_path, '.')
                                       THEN regexp_matches(url_path, '{_ASSET_RE}', 'i') ELSE false END)
-    AND NOT ($exclude_bots AND coalesce(is_bot, false)),
+    AND NOT ($exclude_bots AND coalesce(is_bot, false))
+    AND NOT ($not_pages_re::VARCHAR IS NOT NULL AND regexp_full_match(url_path, $not_pages_re::VARCHAR)),
     false)"""
 
 # The access rows of one scope and date range. Every value is bound; the date bounds are
@@ -92,6 +93,7 @@ filtered AS (
     WHERE date >= $date_lo AND date <= $date_hi
       AND ($host::VARCHAR IS NULL OR host = $host::VARCHAR)
       AND ($path_prefix::VARCHAR IS NULL OR starts_with(url_path, $path_prefix::VARCHAR))
+      AND ($exclude_re::VARCHAR IS NULL OR NOT coalesce(regexp_full_match(url_path, $exclude_re::VARCHAR), false))
 )"""
 
 # Aggregate tables: name -> columns after (scope VARCHAR, date DATE). Counts per day of one scope.
@@ -265,6 +267,7 @@ _DERIVED_VISIT_FILLS = {
 _SESSION_DAYS_SQL = """
 SELECT DISTINCT date FROM sessions
 WHERE date >= $date_lo AND date <= $date_hi AND $path_prefix::VARCHAR IS NULL
+  AND $exclude_re::VARCHAR IS NULL AND $not_pages_re::VARCHAR IS NULL   -- the sessions know no such rule
   AND ($host::VARCHAR IS NULL OR host = $host::VARCHAR)
 ORDER BY date"""
 
@@ -395,7 +398,8 @@ def cache_schema(con: duckdb.DuckDBPyConnection) -> str:
 
 def scope_key(flt: StatsFilter) -> str:
     """The part of a filter that changes per-day aggregates (dates only select days)."""
-    return json.dumps([flt.host, flt.path_prefix, bool(flt.exclude_bots), bool(flt.exclude_assets)])
+    return json.dumps([flt.host, flt.path_prefix, bool(flt.exclude_bots), bool(flt.exclude_assets),
+                       sorted(flt.exclude_paths), sorted(flt.not_pages)])
 
 
 def clear(con: duckdb.DuckDBPyConnection) -> None:
@@ -438,6 +442,7 @@ def _fill(con: duckdb.DuckDBPyConnection, schema: str, scope: str, flt: StatsFil
           lo: dt.date, hi: dt.date) -> None:
     params = {"scope": scope, "date_lo": lo, "date_hi": hi, "host": flt.host, "path_prefix": flt.path_prefix,
               "exclude_bots": bool(flt.exclude_bots), "exclude_assets": bool(flt.exclude_assets),
+              "exclude_re": flt.params()["exclude_re"], "not_pages_re": flt.params()["not_pages_re"],
               "visit_gap": VISIT_GAP}
     session_days = [day for (day,) in _execute(con, _SESSION_DAYS_SQL, params).fetchall()]
     params["session_days"] = session_days

@@ -30,6 +30,7 @@ import csv
 import datetime as dt
 import inspect
 import io
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+import schemas
 from accesslog import daily_aggregates as daily
 from schemas.errors import AccesslogError, SettingError
 from storage.filesystems import is_remote
@@ -65,6 +67,9 @@ class StatsFilter:
         figure; request figures always include them (bot_share shows their part).
     exclude_assets: requests for static assets (schemas.ASSET_EXTENSIONS) are not
         page views.
+    exclude_paths: globs (`*` any characters, '/' too; `?` one) of paths left out of every
+        figure, as if never requested (health checks, monitoring).
+    not_pages: globs of paths that are requests but never page views (API calls: /api/*).
     """
 
     date_from: dt.date | None = None
@@ -73,11 +78,21 @@ class StatsFilter:
     path_prefix: str | None = None
     exclude_bots: bool = True
     exclude_assets: bool = True
+    exclude_paths: tuple[str, ...] = ()
+    not_pages: tuple[str, ...] = ()
 
     def params(self) -> dict[str, object]:
         """The bound values of the row filter over the `access` view (see LATENCY_BY_PATH_SQL)."""
         return {"date_from": self.date_from, "date_to": self.date_to, "host": self.host,
-                "path_prefix": self.path_prefix}
+                "path_prefix": self.path_prefix, "exclude_re": globs_regex(self.exclude_paths),
+                "not_pages_re": globs_regex(self.not_pages)}
+
+
+def globs_regex(globs: Iterable[str]) -> str | None:
+    """Path globs -> one RE2 pattern matching a whole url_path (None for none): `*` is any run of
+    characters, '/' included (/api/* is everything under /api/), `?` one character; the rest literal."""
+    parts = ["".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in g) for g in globs if g]
+    return f"(?s:{'|'.join(parts)})" if parts else None
 
 
 def connect(warehouse: str | Path, *, threads: int | None = None,
@@ -235,6 +250,7 @@ WHERE ($date_from::DATE IS NULL OR date >= $date_from::DATE)
   AND ($date_to::DATE IS NULL OR date <= $date_to::DATE)
   AND ($host::VARCHAR IS NULL OR host = $host::VARCHAR)
   AND ($path_prefix::VARCHAR IS NULL OR starts_with(a.url_path, $path_prefix::VARCHAR))
+  AND ($exclude_re::VARCHAR IS NULL OR NOT coalesce(regexp_full_match(a.url_path, $exclude_re::VARCHAR), false))
   AND duration_ms IS NOT NULL
 GROUP BY a.url_path ORDER BY timed_requests DESC, a.url_path
 """
@@ -315,13 +331,72 @@ FROM {{cache}}.daily_hosts WHERE {_SELECTED_DAYS} GROUP BY 1 ORDER BY requests D
 _ACCESS_ROWS = """FROM access
 WHERE ($date_from::DATE IS NULL OR date >= $date_from::DATE) AND ($date_to::DATE IS NULL OR date <= $date_to::DATE)
   AND ($host::VARCHAR IS NULL OR host = $host::VARCHAR)
-  AND ($path_prefix::VARCHAR IS NULL OR starts_with(url_path, $path_prefix::VARCHAR))"""
+  AND ($path_prefix::VARCHAR IS NULL OR starts_with(url_path, $path_prefix::VARCHAR))
+  AND ($exclude_re::VARCHAR IS NULL OR NOT coalesce(regexp_full_match(url_path, $exclude_re::VARCHAR), false))"""
 
 NOT_FOUND_SQL = f"""
 SELECT url_path, count(*) AS requests, count(DISTINCT (date, client_id)) AS client_days
 {_ACCESS_ROWS} AND status = 404
 GROUP BY url_path ORDER BY requests DESC, url_path NULLS LAST LIMIT $top_n
 """
+
+STATIC_FILES_SQL = f"""
+SELECT url_path, CAST(sum(requests) AS BIGINT) AS requests
+FROM {{cache}}.daily_paths WHERE {_SELECTED_DAYS} AND regexp_matches(url_path, '{schemas.ASSET_PATTERN}', 'i')
+GROUP BY url_path ORDER BY requests DESC, url_path LIMIT $top_n
+"""
+
+# Referring hosts by channel (accesslog.referrers): direct, internal (the site's own hosts), search,
+# social, email (from the shipped list; a host or its closest listed parent domain), other.
+CHANNELS_SQL = f"""
+WITH own_hosts AS (
+    SELECT DISTINCT lower(split_part(host, ':', 1)) AS host FROM {{cache}}.daily_hosts
+    WHERE {_SELECTED_DAYS} AND host IS NOT NULL),
+refs AS (
+    SELECT value AS host, sum(visitors) AS visitors, sum(pages) AS pages FROM {{cache}}.daily_audience
+    WHERE {_SELECTED_DAYS} AND dimension = 'referrer_host' GROUP BY value),
+listed AS (
+    SELECT r.host, arg_max(d.channel, length(d.domain)) AS channel
+    FROM refs r JOIN _accesslog_referrer_domains d ON r.host = d.domain OR ends_with(r.host, '.' || d.domain)
+    GROUP BY r.host)
+SELECT CASE WHEN r.host = '(direct)' THEN 'direct' WHEN r.host IN (SELECT host FROM own_hosts) THEN 'internal'
+            ELSE coalesce(l.channel, 'other') END AS channel,
+       CAST(sum(r.visitors) AS BIGINT) AS visitors, CAST(sum(r.pages) AS BIGINT) AS pages
+FROM refs r LEFT JOIN listed l USING (host)
+GROUP BY 1 ORDER BY visitors DESC, pages DESC, channel
+"""
+
+_REFERRER_HOST = r"lower(regexp_extract(referrer, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]+)', 1))"
+
+REFERRER_URLS_SQL = f"""
+SELECT referrer, count(*) AS requests, count(DISTINCT (date, client_id)) AS client_days
+{_ACCESS_ROWS}
+  AND referrer IS NOT NULL AND referrer NOT IN ('', '-')
+  AND coalesce({_REFERRER_HOST}, '') NOT IN (
+      SELECT DISTINCT lower(split_part(host, ':', 1)) FROM access WHERE host IS NOT NULL
+        AND ($date_from::DATE IS NULL OR date >= $date_from::DATE)
+        AND ($date_to::DATE IS NULL OR date <= $date_to::DATE))
+GROUP BY referrer ORDER BY requests DESC, referrer LIMIT $top_n
+"""
+
+def _utm(name: str) -> str:
+    return (f"url_decode(replace(nullif(regexp_extract(url_query, '(?:^|[?&;]){name}=([^&;#]*)', 1), ''), '+', ' '))"
+            f" AS {name}")
+
+
+CAMPAIGNS_SQL = f"""
+WITH tagged AS (
+    SELECT date, client_id, {_utm("utm_source")}, {_utm("utm_medium")}, {_utm("utm_campaign")}
+    {_ACCESS_ROWS} AND contains(url_query, 'utm_'))
+SELECT utm_source, utm_medium, utm_campaign, count(*) AS requests, count(DISTINCT (date, client_id)) AS client_days
+FROM tagged WHERE coalesce(utm_source, utm_medium, utm_campaign) IS NOT NULL
+GROUP BY ALL ORDER BY requests DESC, utm_source NULLS LAST, utm_medium NULLS LAST, utm_campaign NULLS LAST
+LIMIT $top_n
+"""
+
+# Logged as extras: nginx $upstream_cache_status, $sent_http_content_type (a MIME type's parameters dropped).
+_CACHE_STATUS = "upper(coalesce(extra['upstream_cache_status'], extra['cache_status']))"
+_MIME_TYPE = ("lower(trim(split_part(coalesce(extra['sent_http_content_type'], extra['content_type']), ';', 1)))")
 
 _COUNT_BY_SQL = f"""
 SELECT coalesce(CAST({{column}} AS VARCHAR), '(none)') AS {{name}}, count(*) AS requests,
@@ -546,6 +621,39 @@ def _count_by(column: str, name: str, what: str) -> Callable[..., pa.Table]:
 methods = _count_by("method", "method", "request method (GET, POST, ...)")
 protocols = _count_by("protocol", "protocol", "HTTP protocol (HTTP/1.1, HTTP/2.0, ...)")
 tls_protocols = _count_by("tls_protocol", "tls_protocol", "TLS protocol ($ssl_protocol, %{SSL_PROTOCOL}x)")
+cache_statuses = _count_by(_CACHE_STATUS, "cache_status", "cache status (logged $upstream_cache_status)")
+mime_types = _count_by(_MIME_TYPE, "mime_type", "response MIME type (logged $sent_http_content_type)")
+
+
+def static_files(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                 top_n: int | None = 10) -> pa.Table:
+    """The most requested static assets (schemas.ASSET_EXTENSIONS): url_path, requests."""
+    return _report(con, flt, STATIC_FILES_SQL, top_n=top_n)
+
+
+def channels(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> pa.Table:
+    """Page views by referrer channel: channel (direct, internal, search, social, email, other),
+    visitors, pages. Search engines, social networks and webmail from accesslog.referrers."""
+    from accesslog.referrers import referrer_domains
+    con.register("_accesslog_referrer_domains", referrer_domains())
+    try:
+        return _report(con, flt, CHANNELS_SQL)
+    finally:
+        con.unregister("_accesslog_referrer_domains")
+
+
+def referrer_urls(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+                  top_n: int | None = 10) -> pa.Table:
+    """Full referrer URLs (as scrubbed), the site's own left out: referrer, requests, client_days.
+    Reads the selected days' files (not cached)."""
+    return _report(con, flt, REFERRER_URLS_SQL, top_n=top_n)
+
+
+def campaigns(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
+              top_n: int | None = 10) -> pa.Table:
+    """Requests tagged with UTM parameters: utm_source, utm_medium, utm_campaign, requests, client_days.
+    Reads the selected days' files (not cached)."""
+    return _report(con, flt, CAMPAIGNS_SQL, top_n=top_n)
 
 
 # Report name -> function, in the order reports are shown.
@@ -558,10 +666,13 @@ REPORTS: dict[str, Callable[..., pa.Table]] = {
     "asns": asns, "languages": languages, "errors_by_level": errors_by_level, "error_patterns": error_patterns,
     "status_codes": status_codes, "not_found": not_found, "hours_of_day": hours_of_day, "weekdays": weekdays,
     "virtual_hosts": virtual_hosts, "browser_versions": browser_versions, "methods": methods,
-    "protocols": protocols, "tls_protocols": tls_protocols,
+    "protocols": protocols, "tls_protocols": tls_protocols, "static_files": static_files, "channels": channels,
+    "referrer_urls": referrer_urls, "campaigns": campaigns, "cache_statuses": cache_statuses,
+    "mime_types": mime_types,
 }
 # The reports that read the selected days' files each time instead of the per-day cache: asked for by name.
-SCANNING_REPORTS = ("latency_by_path", "not_found", "methods", "protocols", "tls_protocols")
+SCANNING_REPORTS = ("latency_by_path", "not_found", "methods", "protocols", "tls_protocols", "referrer_urls",
+                    "campaigns", "cache_statuses", "mime_types")
 DEFAULT_REPORTS: tuple[str, ...] = tuple(name for name in REPORTS if name not in SCANNING_REPORTS)
 
 

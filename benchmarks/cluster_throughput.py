@@ -403,8 +403,8 @@ def streaming(args, env: dict[str, str], logs: Path, cleanup: list[str]) -> dict
     cmd = [str(ACCESSLOG), "stream", "--source", "kafka", "--bootstrap-servers", env["KAFKA_BOOTSTRAP"],
            "--topic", topic, "--kafka-expansion-service", env["KAFKA_EXPANSION_SERVICE"], "--warehouse", warehouse,
            "--log-format", FORMAT, "--window-minutes", "0.1", "--allowed-lateness-minutes", "0.2",
-           *shlex.split(env["ACCESSLOG_BEAM_ARGS"]), "--checkpointing_interval=5000", "--streaming",
-           f"--job_name={name}"]
+           *shlex.split(env["ACCESSLOG_BEAM_ARGS"]), "--streaming",
+           f"--job_name={name}", "--", "--checkpointing_interval=5000"]   # Flink's, not declared in Python
     say("stream:      " + " ".join(cmd))
     create_topic(env, topic)
     out = open(logs / "stream.log", "wb")

@@ -121,7 +121,8 @@ def start_stream(env: dict[str, str], topic: str, warehouse: str, *extra: str) -
     command = [sys.executable, "-m", "accesslog", "stream", "--source", "kafka", "--bootstrap-servers",
                env["KAFKA_BOOTSTRAP"], "--topic", topic, "--kafka-expansion-service", env["KAFKA_EXPANSION_SERVICE"],
                "--warehouse", warehouse, "--window-minutes", "0.1", "--allowed-lateness-minutes", "0.2",
-               *extra, *beam_args(env), "--checkpointing_interval=2000", "--streaming", f"--job_name=test-{topic}"]
+               *extra, *beam_args(env), "--streaming", f"--job_name=test-{topic}",
+               "--", "--checkpointing_interval=2000"]   # read by Flink's job server, not declared in Python
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

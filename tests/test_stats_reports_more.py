@@ -124,3 +124,85 @@ def test_min_visitors_leaves_no_rare_row_in_stats_or_the_page(sample_warehouse, 
     assert 'id="min-visitors"' in page and "fewer than 3 distinct visitors" in page
     assert 'id="min-visitors"' not in build_report(sample_warehouse)
     assert main(["stats", "--warehouse", str(sample_warehouse), "--min-visitors", "0"]) == 2
+
+
+# -- channels, referrer URLs, campaigns, static files, cache and MIME, path rules ---------------------
+
+FORMAT = ('$host $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+          '"$http_user_agent" $upstream_cache_status "$sent_http_content_type"')
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
+LINES = [  # (path, referrer, cache, mime)
+    ("/", "-", "HIT", "text/html; charset=utf-8"),
+    ("/", "https://www.google.com/search?q=hats", "MISS", "text/html"),
+    ("/about", "https://news.google.de/x", "HIT", "text/html"),
+    ("/about", "https://l.facebook.com/l.php?u=x", "-", "text/html"),
+    ("/shop?utm_source=news%20letter&utm_medium=email&utm_campaign=winter", "https://mail.google.com/mail/u/0/",
+     "BYPASS", "text/html"),
+    ("/shop?utm_source=news+letter&utm_medium=email&utm_campaign=winter", "https://shop.example/cart", "HIT",
+     "text/html"),
+    ("/api/v1/cart", "https://shop.example/shop", "-", "application/json"),
+    ("/api/v1/cart", "https://shop.example/shop", "-", "application/json"),
+    ("/healthz", "-", "-", "text/plain"),
+    ("/healthz", "-", "-", "text/plain"),
+    ("/static/app.js", "https://shop.example/", "HIT", "application/javascript"),
+    ("/blog/", "https://blog.other.example/post", "-", "text/html"),
+]
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shop")
+    log = root / "access.log"
+    log.write_text("".join(
+        f'shop.example 198.51.100.{i} - - [20/Nov/2026:10:{i:02d}:00 +0000] "GET {path} HTTP/2.0" 200 100 '
+        f'"{ref}" "{UA}" {cache} "{mime}"\n' for i, (path, ref, cache, mime) in enumerate(LINES)), encoding="utf-8")
+    assert main(["run", str(log), "--log-format", FORMAT, "--warehouse", str(root / "wh"), "--keys", str(root / "k"),
+                 "--now", SAMPLE_NOW]) == 0
+    return root / "wh"
+
+
+def run_reports(warehouse, names, **flt):
+    con = connect(warehouse)
+    try:
+        return usage_stats(con, StatsFilter(**flt), names, top_n=100)
+    finally:
+        con.close()
+
+
+def test_channels_from_the_shipped_list(shop):
+    got = as_dict(run_reports(shop, ["channels"])["channels"], "channel", "pages")
+    # pages: '/', '/about' x2, '/shop' x2, '/api' x2 and '/blog/' (the asset and health checks are pages too:
+    # no rule says otherwise; /static/app.js is an asset)
+    assert got == {"direct": 3, "search": 2, "social": 1, "email": 1, "internal": 3, "other": 1}
+
+
+def test_referrer_urls_leave_the_site_out(shop):
+    urls = as_dict(run_reports(shop, ["referrer_urls"])["referrer_urls"], "referrer")
+    assert "https://www.google.com/search?q=hats" in urls and "https://blog.other.example/post" in urls
+    assert not any("shop.example" in u for u in urls)
+
+
+def test_campaigns_keep_utm_through_scrubbing(shop):
+    table = run_reports(shop, ["campaigns"])["campaigns"]
+    assert table.select(["utm_source", "utm_medium", "utm_campaign", "requests"]).to_pylist() == [
+        {"utm_source": "news letter", "utm_medium": "email", "utm_campaign": "winter", "requests": 2}]
+
+
+def test_static_files_cache_and_mime(shop):
+    got = run_reports(shop, ["static_files", "cache_statuses", "mime_types"])
+    assert as_dict(got["static_files"], "url_path") == {"/static/app.js": 1}
+    assert as_dict(got["cache_statuses"], "cache_status") == {"HIT": 4, "MISS": 1, "BYPASS": 1, "(none)": 6}
+    assert as_dict(got["mime_types"], "mime_type") == {"text/html": 7, "application/json": 2, "text/plain": 2,
+                                                       "application/javascript": 1}
+
+
+def test_exclude_path_and_not_page(shop):
+    plain = run_reports(shop, ["totals", "top_pages"])
+    assert as_dict(plain["top_pages"], "url_path", "pages")["/api/v1/cart"] == 2
+    ruled = run_reports(shop, ["totals", "top_pages", "status_codes"], exclude_paths=("/healthz",),
+                        not_pages=("/api/*",))
+    assert ruled["totals"]["requests"][0].as_py() == plain["totals"]["requests"][0].as_py() - 2   # health checks gone
+    assert ruled["totals"]["pages"][0].as_py() == plain["totals"]["pages"][0].as_py() - 4        # ... and API calls
+    assert "/api/v1/cart" not in as_dict(ruled["top_pages"], "url_path", "pages")
+    assert "/healthz" not in as_dict(ruled["top_pages"], "url_path", "pages")
+    assert sum(as_dict(ruled["status_codes"], "status").values()) == len(LINES) - 2

@@ -27,6 +27,7 @@ def register_stats(sub) -> None:
     bots.add_argument("--include-bots", action="store_true", help="count bots as page views and visitors")
     stats.add_argument("--include-assets", action="store_true",
                        help="count static assets (css, js, images, fonts, ...) as page views")
+    add_path_rules(stats)
     stats.add_argument("--report", action="append", metavar="NAME",
                        help="only these reports (repeatable or comma-separated; 'all' for every one). "
                             "Names: totals, traffic, top_pages, entry_pages, exit_pages, referrer_hosts, sessions, "
@@ -44,6 +45,15 @@ def register_stats(sub) -> None:
     stats.add_argument("--format", choices=("table", "csv", "json"), default="table")
     stats.add_argument("--json", action="store_true", help="same as --format json")
     stats.set_defaults(func=cmd_stats)
+
+
+def add_path_rules(parser) -> None:
+    parser.add_argument("--exclude-path", action="append", metavar="GLOB",
+                        help="leave requests for these paths out of every figure (repeatable; * is any characters, "
+                             "/ too, ? one): health checks, monitoring, e.g. --exclude-path '/healthz'")
+    parser.add_argument("--not-page", action="append", metavar="GLOB",
+                        help="paths that are requests but never page views (repeatable), e.g. API calls: "
+                             "--not-page '/api/*'")
 
 
 def _stats_connection(warehouse: str):
@@ -65,7 +75,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from accesslog.stats import StatsFilter, render, select_reports, usage_stats
     fmt = "json" if args.json else args.format
     flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host, path_prefix=args.path_prefix,
-                      exclude_bots=not args.include_bots, exclude_assets=not args.include_assets)
+                      exclude_bots=not args.include_bots, exclude_assets=not args.include_assets,
+                      exclude_paths=tuple(args.exclude_path or ()), not_pages=tuple(args.not_page or ()))
     names = select_reports(args.report)
     con = _stats_connection(args.warehouse)
     reports = usage_stats(con, flt, names, top_n=args.top, granularity=args.granularity,
@@ -99,6 +110,7 @@ def register_report(subparsers) -> None:
     add_date_range(parser)
     parser.add_argument("--host", help="only this virtual host")
     parser.add_argument("--title", help='page title (default "Usage report")')
+    add_path_rules(parser)
     parser.add_argument("--min-visitors", type=int, default=None, metavar="K",
                         help="rows of ranked tables seen by fewer than K distinct visitors become one "
                              "'(fewer than K visitors)' row; the page states K")
@@ -108,7 +120,8 @@ def register_report(subparsers) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from accesslog.report import build_report, write_page
     from accesslog.stats import StatsFilter
-    flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host)
+    flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host,
+                      exclude_paths=tuple(args.exclude_path or ()), not_pages=tuple(args.not_page or ()))
     page = build_report(args.warehouse, flt, args.title, min_visitors=args.min_visitors)
     if args.output == "-":
         sys.stdout.write(page)
