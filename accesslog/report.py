@@ -253,5 +253,7 @@ def write_page(path: Path, page: str) -> None:
     """Write atomically (temp file in the same folder, then rename): a reader never sees half a page."""
     if not path.parent.is_dir():
         raise AccesslogError(f"folder {path.parent} does not exist: create it or choose another -o path")
+    if path.is_dir():
+        raise AccesslogError(f"{path} is a folder: pass a file name with -o, e.g. {path / 'report.html'}")
     with replacing(path) as temp:
         temp.write_text(page, encoding="utf-8")

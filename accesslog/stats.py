@@ -608,21 +608,23 @@ def browser_versions(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFil
     return _audience(con, flt, "browser_version", top_n)
 
 
-def _count_by(column: str, name: str, what: str) -> Callable[..., pa.Table]:
+def _count_by(report_name: str, column: str, name: str, what: str) -> Callable[..., pa.Table]:
     def report(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,
                top_n: int | None = 10) -> pa.Table:
         return _report(con, flt, _COUNT_BY_SQL.replace("{column}", column).replace("{name}", name), top_n=top_n)
-    report.__name__ = name + "s"
+    report.__name__ = report_name
     report.__doc__ = f"""Requests per {what}: {name} ('(none)' when not logged), requests, share. Reads the
     selected days' files (not cached)."""
     return report
 
 
-methods = _count_by("method", "method", "request method (GET, POST, ...)")
-protocols = _count_by("protocol", "protocol", "HTTP protocol (HTTP/1.1, HTTP/2.0, ...)")
-tls_protocols = _count_by("tls_protocol", "tls_protocol", "TLS protocol ($ssl_protocol, %{SSL_PROTOCOL}x)")
-cache_statuses = _count_by(_CACHE_STATUS, "cache_status", "cache status (logged $upstream_cache_status)")
-mime_types = _count_by(_MIME_TYPE, "mime_type", "response MIME type (logged $sent_http_content_type)")
+methods = _count_by("methods", "method", "method", "request method (GET, POST, ...)")
+protocols = _count_by("protocols", "protocol", "protocol", "HTTP protocol (HTTP/1.1, HTTP/2.0, ...)")
+tls_protocols = _count_by("tls_protocols", "tls_protocol", "tls_protocol",
+                          "TLS protocol ($ssl_protocol, %{SSL_PROTOCOL}x)")
+cache_statuses = _count_by("cache_statuses", _CACHE_STATUS, "cache_status",
+                           "cache status (logged $upstream_cache_status)")
+mime_types = _count_by("mime_types", _MIME_TYPE, "mime_type", "response MIME type (logged $sent_http_content_type)")
 
 
 def static_files(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter(), *,

@@ -78,8 +78,11 @@ def test_options_beam_declares_pass_and_others_only_after_a_separator(tmp_path, 
     assert code == 2 and "unknown option --paralelism" in err and "did you mean --parallelism" in err
     assert "after a -- separator" in err
     # after --, an option goes to the runner unchecked (a runner may read options it does not declare)
-    code, _, err = cli([*RUN, "--warehouse", wh, "--keys", keys, "--", "--some_runner_only_option=1"], capsys)
+    code, _, err = cli([*RUN, "--warehouse", wh, "--keys", keys, "--", "--some_runner_only_option=1",
+                        "--another_one", "2"], capsys)
     assert code == 0, err
+    code, _, err = cli([*RUN, "--warehouse", wh, "--keys", keys, "--runner", "FnApiRunner"], capsys)
+    assert code == 2 and "take their value after =" in err
     code, _, err = cli(["stats", "--warehouse", wh, "--", "--x=1"], capsys)
     assert code == 2 and "only `accesslog run` and `accesslog stream`" in err
     code, _, err = cli([*RUN, "--warehouse", wh, "--keys", keys, "--direct_num_workers=two"], capsys)
@@ -248,3 +251,9 @@ def test_run_help_lists_every_preset(capsys):
     text = " ".join(capsys.readouterr().out.split())
     missing = [name for name in preset_names() if name not in text]
     assert not missing
+
+
+def test_report_onto_a_folder_is_a_user_error(sample_warehouse, tmp_path, capsys):
+    """Found by the property test: `report -o ../..` (a folder) ended in an internal error."""
+    code, _, err = cli(["report", "--warehouse", sample_warehouse, "-o", tmp_path], capsys)
+    assert code == 2 and "is a folder" in err

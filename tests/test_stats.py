@@ -23,7 +23,16 @@ import schemas
 from accesslog import daily_aggregates as daily
 from accesslog import stats
 from accesslog.cli import main as cli_main
-from accesslog.stats import DEFAULT_REPORTS, REPORTS, StatsFilter, connect, render, select_reports, usage_stats
+from accesslog.stats import (
+    DEFAULT_REPORTS,
+    REPORTS,
+    SCANNING_REPORTS,
+    StatsFilter,
+    connect,
+    render,
+    select_reports,
+    usage_stats,
+)
 from pipelines.entry import flag_name
 from schemas.errors import AccesslogError, SettingError
 
@@ -146,8 +155,12 @@ def test_report_registry_and_default_set(warehouse):
         "totals", "traffic", "top_pages", "entry_pages", "exit_pages", "referrer_hosts", "sessions",
         "status_classes", "error_rate", "top_failing_paths", "latency", "latency_by_path", "browsers",
         "operating_systems", "devices", "bot_share", "countries", "asns", "languages", "errors_by_level",
-        "error_patterns"]
-    assert DEFAULT_REPORTS == tuple(n for n in REPORTS if n != "latency_by_path")
+        "error_patterns", "status_codes", "not_found", "hours_of_day", "weekdays", "virtual_hosts",
+        "browser_versions", "methods", "protocols", "tls_protocols", "static_files", "channels", "referrer_urls",
+        "campaigns", "cache_statuses", "mime_types"]
+    assert SCANNING_REPORTS == ("latency_by_path", "not_found", "methods", "protocols", "tls_protocols",
+                                "referrer_urls", "campaigns", "cache_statuses", "mime_types")
+    assert DEFAULT_REPORTS == tuple(n for n in REPORTS if n not in SCANNING_REPORTS)
     default = usage_stats(connect(warehouse))
     assert list(default) == list(DEFAULT_REPORTS)
     assert all(isinstance(t, pa.Table) for t in default.values())
@@ -584,14 +597,18 @@ def test_date_filter_prunes_partitions_with_bound_values(warehouse):
     # the excluded day's file is never opened: in the query that fills the per-day cache...
     con = connect(warehouse)
     fill = f"WITH {daily.FILTERED_ACCESS_SQL} SELECT date, count(*) FROM filtered GROUP BY date"
+    # EXPLAIN ANALYZE (DuckDB 2.0.1) neither takes nor goes without a parameter that only the pruned is_page
+    # column uses; it plays no part in partition pruning, so it is spelled out here.
+    fill = fill.replace("$not_pages_re::VARCHAR", "NULL::VARCHAR")
     params = {"date_lo": DAY2, "date_hi": DAY2, "host": None, "path_prefix": None, "exclude_bots": True,
-              "exclude_assets": True}
+              "exclude_assets": True, "exclude_re": None}
     assert _scanned_files(con, fill, params) == ("1", "2")
     # ... and in the one report that reads the files itself
     stats.latency_by_path(con, StatsFilter(date_from=DAY2))   # fills the cache it ranks paths by
     sql = stats.LATENCY_BY_PATH_SQL.replace("{cache}", daily.cache_schema(con))
     flt = StatsFilter(date_from=DAY2)
-    assert _scanned_files(con, sql, {**flt.params(), "scope": daily.scope_key(flt), "top_n": 10}) == ("1", "2")
+    params = daily.bound_params(sql, {**flt.params(), "scope": daily.scope_key(flt), "top_n": 10})
+    assert _scanned_files(con, sql, params) == ("1", "2")
 
 
 def test_cache_fill_reads_only_the_requested_days(warehouse, monkeypatch):

@@ -22,6 +22,7 @@ from accesslog.cli.flags import join_relative_dates, resolve_date_range
 from accesslog.cli.ingest import register_follow, register_parse, register_run, register_stream
 from accesslog.cli.query import register_report, register_stats
 from pipelines.entry import flag_name, guarded, quiet_beam
+from schemas.errors import AccesslogError
 
 _ARGV: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("argv", default=())
 
@@ -107,6 +108,10 @@ def check_extra(command: CommandParser, extra: list[str], beam_allowed: bool) ->
         unknown, declared = declared_beam_options(extra)
         if unknown:
             _unknown_option(command, unknown[0], declared)
+    stray = [a for a in extra if not a.startswith("--")]
+    if stray:   # a value after a space (Beam options take --name=value here) or an input after the options
+        raise AccesslogError(f"unexpected argument {stray[0]!r}: inputs go before the options, and options for "
+                             "Apache Beam take their value after = (--runner=FlinkRunner)")
     return extra
 
 

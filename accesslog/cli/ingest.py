@@ -10,7 +10,6 @@ from accesslog.cli.flags import add_options
 from pipelines.entry import DEBUG_ENV
 from pipelines.flags import FORMAT_OPTIONS, PRIVACY_OPTIONS, RUN_OPTIONS, SETTINGS_OPTIONS, STREAM_OPTIONS, WAREHOUSE
 from pipelines.settings import Settings
-from schemas.errors import AccesslogError
 from storage.keystore import KEYS_ENV, MASTER_ENV, Keystore
 
 # The commands import the pipelines (and with them Apache Beam, 0.5 s) when they run, not when the
@@ -37,10 +36,7 @@ def register_run(sub) -> None:
 
 
 def _beam_args(extra: list[str]) -> list[str]:
-    unknown = [a for a in extra if not a.startswith("--")]
-    if unknown:
-        raise AccesslogError(f"unexpected argument {unknown[0]!r}: inputs go before the options, "
-                             "Beam options start with --")
+    """The options for Beam (checked by accesslog.cli.check_extra), with the workers' log level."""
     if not any(a.startswith("--default_sdk_harness_log_level") for a in extra):
         # WARN, not WARNING: the Java runners (Flink's job server) read the same option
         extra = extra + ["--default_sdk_harness_log_level=WARN"]
