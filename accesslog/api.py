@@ -93,9 +93,9 @@ class Warehouse:
                host: str | None = None, path_prefix: str | None = None, include_bots: bool = False,
                include_assets: bool = False, top: int = 10, granularity: str = "day") -> pa.Table:
         """One report of `accesslog stats` (totals, top_pages, latency_by_path, ...) -> Arrow table."""
-        flt = StatsFilter(date_from=date_from, date_to=date_to, host=host, path_prefix=path_prefix,
-                          exclude_bots=not include_bots, exclude_assets=not include_assets)
-        return _usage_stats(self.con, flt, [name], top_n=top, granularity=granularity)[name]
+        return _reports(self.con, [name], date_from=date_from, date_to=date_to, host=host, path_prefix=path_prefix,
+                        include_bots=include_bots, include_assets=include_assets, top=top,
+                        granularity=granularity)[name]
 
     def close(self) -> None:
         self.con.close()
@@ -120,9 +120,16 @@ def usage_stats(warehouse: str, reports: Iterable[str] | None = None, *, date_fr
                 include_bots: bool = False, include_assets: bool = False, top: int = 10,
                 granularity: str = "day") -> dict[str, pa.Table]:
     """The usage reports (`accesslog stats`): report name -> Arrow table."""
-    flt = StatsFilter(date_from=date_from, date_to=date_to, host=host, path_prefix=path_prefix,
-                      exclude_bots=not include_bots, exclude_assets=not include_assets)
-    return _usage_stats(connect(warehouse), flt, reports, top_n=top, granularity=granularity)
+    return _reports(connect(warehouse), reports, date_from=date_from, date_to=date_to, host=host,
+                    path_prefix=path_prefix, include_bots=include_bots, include_assets=include_assets, top=top,
+                    granularity=granularity)
+
+
+def _reports(con: duckdb.DuckDBPyConnection, reports: Iterable[str] | None, *, include_bots: bool,
+             include_assets: bool, top: int, granularity: str, **filters) -> dict[str, pa.Table]:
+    """The reports over `con` for the API's keyword arguments (bots and assets are opt-in there)."""
+    flt = StatsFilter(exclude_bots=not include_bots, exclude_assets=not include_assets, **filters)
+    return _usage_stats(con, flt, reports, top_n=top, granularity=granularity)
 
 
 def apply_retention(warehouse: str, days: int, now: datetime | None = None, keys: str | None = None,

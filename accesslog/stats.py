@@ -270,10 +270,13 @@ GROUP BY value ORDER BY visitors DESC, pages DESC, asn NULLS LAST LIMIT $top_n
 
 # The site's own hosts are the `host` values of the selected rows (port dropped, lower case):
 # links between its own pages are navigation, not referrals.
+_OWN_HOST = "lower(split_part(host, ':', 1))"
+_OWN_HOSTS_CTE = f"""own_hosts AS (
+    SELECT DISTINCT {_OWN_HOST} AS host FROM {{cache}}.daily_hosts
+    WHERE {_SELECTED_DAYS} AND host IS NOT NULL)"""
+
 REFERRER_HOSTS_SQL = f"""
-WITH own_hosts AS (
-    SELECT DISTINCT lower(split_part(host, ':', 1)) AS host FROM {{cache}}.daily_hosts
-    WHERE {_SELECTED_DAYS} AND host IS NOT NULL)
+WITH {_OWN_HOSTS_CTE}
 SELECT value AS referrer_host, CAST(sum(visitors) AS BIGINT) AS visitors, CAST(sum(pages) AS BIGINT) AS pages
 FROM {{cache}}.daily_audience
 WHERE {_SELECTED_DAYS} AND dimension = 'referrer_host' AND value NOT IN (SELECT host FROM own_hosts)
@@ -349,9 +352,7 @@ GROUP BY url_path ORDER BY requests DESC, url_path LIMIT $top_n
 # Referring hosts by channel (accesslog.referrers): direct, internal (the site's own hosts), search,
 # social, email (from the shipped list; a host or its closest listed parent domain), other.
 CHANNELS_SQL = f"""
-WITH own_hosts AS (
-    SELECT DISTINCT lower(split_part(host, ':', 1)) AS host FROM {{cache}}.daily_hosts
-    WHERE {_SELECTED_DAYS} AND host IS NOT NULL),
+WITH {_OWN_HOSTS_CTE},
 refs AS (
     SELECT value AS host, sum(visitors) AS visitors, sum(pages) AS pages FROM {{cache}}.daily_audience
     WHERE {_SELECTED_DAYS} AND dimension = 'referrer_host' GROUP BY value),
@@ -366,14 +367,12 @@ FROM refs r LEFT JOIN listed l USING (host)
 GROUP BY 1 ORDER BY visitors DESC, pages DESC, channel
 """
 
-_REFERRER_HOST = r"lower(regexp_extract(referrer, '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]+)', 1))"
-
 REFERRER_URLS_SQL = f"""
 SELECT referrer, count(*) AS requests, count(DISTINCT (date, client_id)) AS client_days
 {_ACCESS_ROWS}
   AND referrer IS NOT NULL AND referrer NOT IN ('', '-')
-  AND coalesce({_REFERRER_HOST}, '') NOT IN (
-      SELECT DISTINCT lower(split_part(host, ':', 1)) FROM access WHERE host IS NOT NULL
+  AND ({daily.REFERRER_HOST_SQL}) NOT IN (
+      SELECT DISTINCT {_OWN_HOST} FROM access WHERE host IS NOT NULL
         AND ($date_from::DATE IS NULL OR date >= $date_from::DATE)
         AND ($date_to::DATE IS NULL OR date <= $date_to::DATE))
 GROUP BY referrer ORDER BY requests DESC, referrer LIMIT $top_n
@@ -756,16 +755,14 @@ def usage_stats(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()
 def why_empty(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> str | None:
     """None when some request matches `flt`; else one line that says why none does (a report of
     zeros looks like success): which hosts or days the warehouse does hold."""
+    if totals(con, flt)["requests"][0].as_py():   # the per-day cache the reports just used
+        return None
+
     def one(sql: str, params: dict | None = None):
         return con.execute(sql, params or {}).fetchall()[0]
     days = ("($date_from::DATE IS NULL OR date >= $date_from::DATE) AND "
             "($date_to::DATE IS NULL OR date <= $date_to::DATE)")
     span = {"date_from": flt.date_from, "date_to": flt.date_to}
-    matching = one(f"SELECT count(*) FROM access WHERE {days} AND ($host::VARCHAR IS NULL OR host = $host) AND "
-                   "($prefix::VARCHAR IS NULL OR starts_with(url_path, $prefix))",
-                   {**span, "host": flt.host, "prefix": flt.path_prefix})[0]
-    if matching:
-        return None
     total, first, last = one("SELECT count(*), min(date), max(date) FROM access")
     if not total:
         return "the warehouse holds no requests yet (or retention removed them all)"
@@ -782,7 +779,9 @@ def why_empty(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) 
         if not any(h == flt.host for h, _ in hosts):
             listed = ", ".join(f"{h} ({n:,})" for h, n in hosts)
             return f"no requests for host {flt.host!r} in those days; the hosts there, by requests: {listed}"
-    return f"no requests whose path starts with {flt.path_prefix!r} in those days"
+    if flt.path_prefix is not None:
+        return f"no requests whose path starts with {flt.path_prefix!r} in those days"
+    return "every request in those days is on an excluded path"
 
 
 # -- rendering ---------------------------------------------------------------------------------

@@ -29,6 +29,15 @@ def build_warehouse(root: Path, inputs: list[str], log_format: str = "timed_comb
     return warehouse
 
 
+def vhost_warehouse(root: Path, hosts: list[str]) -> Path:
+    """A vhost_combined log with one request per entry of `hosts` (in that order), run into root/warehouse."""
+    log = root / "vhosts.log"
+    log.write_text("".join(
+        f'{h}:443 192.0.2.{i} - - [20/Nov/2026:10:00:{i:02d} +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"\n'
+        for i, h in enumerate(hosts)))
+    return build_warehouse(root, [str(log)], "vhost_combined")
+
+
 @pytest.fixture(scope="session")
 def sample_warehouse(tmp_path_factory) -> Path:
     """The warehouse of `make demo`: both bundled sample logs, timed_combined."""

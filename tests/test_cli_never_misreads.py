@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from accesslog.cli import build_parser, main
 from accesslog.cli.flags import cli_date, join_relative_dates, today
-from tests.conftest import SAMPLE_NOW, SAMPLES
+from tests.conftest import SAMPLE_NOW, SAMPLES, vhost_warehouse
 
 LOG = str(SAMPLES / "access.log")
 RUN = ["run", LOG, "--log-format", "timed_combined", "--now", SAMPLE_NOW]
@@ -137,13 +137,7 @@ def test_empty_results_say_why(sample_warehouse, tmp_path, capsys):
 
 
 def test_a_host_that_is_absent_lists_the_hosts_present(tmp_path, capsys):
-    log = tmp_path / "vhosts.log"
-    log.write_text("".join(
-        f'{h}:443 192.0.2.{i} - - [20/Nov/2026:10:00:0{i} +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"\n'
-        for i, h in enumerate(["a.example", "a.example", "b.example"])))
-    wh = tmp_path / "wh"
-    assert cli(["run", log, "--log-format", "vhost_combined", "--warehouse", wh, "--keys", tmp_path / "k",
-                "--now", SAMPLE_NOW], capsys)[0] == 0
+    wh = vhost_warehouse(tmp_path, ["a.example", "a.example", "b.example"])
     code, _, err = cli(["stats", "--warehouse", wh, "--host", "c.example"], capsys)
     assert code == 0 and "a.example (2), b.example (1)" in err
 
@@ -257,3 +251,15 @@ def test_report_onto_a_folder_is_a_user_error(sample_warehouse, tmp_path, capsys
     """Found by the property test: `report -o ../..` (a folder) ended in an internal error."""
     code, _, err = cli(["report", "--warehouse", sample_warehouse, "-o", tmp_path], capsys)
     assert code == 2 and "is a folder" in err
+
+
+def test_stats_help_names_every_report(capsys):
+    from accesslog.stats import DEFAULT_REPORTS, REPORTS, SCANNING_REPORTS
+    with pytest.raises(SystemExit):
+        main(["stats", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = text.split("Default: ", 1)[1].split(" --granularity", 1)[0]
+    default, by_name = listed.split("; by name only (they read the files each time): ")
+    assert [n.strip() for n in default.split(",")] == list(DEFAULT_REPORTS)
+    assert [n.strip() for n in by_name.split(",")] == list(SCANNING_REPORTS)
+    assert set(DEFAULT_REPORTS) | set(SCANNING_REPORTS) == set(REPORTS)

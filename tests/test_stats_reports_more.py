@@ -11,7 +11,7 @@ import pytest
 from accesslog.cli import main
 from accesslog.report import build_report
 from accesslog.stats import StatsFilter, connect, suppress_small, usage_stats
-from tests.conftest import SAMPLE_NOW
+from tests.conftest import SAMPLE_NOW, vhost_warehouse
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +76,8 @@ def test_browser_versions_refine_the_browsers(reports):
     assert any(name.split()[-1].isdigit() for name in reports["browser_versions"]["browser_version"].to_pylist())
 
 
-def test_virtual_hosts_rank_the_hosts(tmp_path, capsys):
-    log = tmp_path / "vhosts.log"
-    log.write_text("".join(
-        f'{h}:443 192.0.2.{i} - - [20/Nov/2026:10:00:0{i} +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"\n'
-        for i, h in enumerate(["b.example", "a.example", "a.example"])))
-    wh = tmp_path / "wh"
-    assert main(["run", str(log), "--log-format", "vhost_combined", "--warehouse", str(wh), "--keys",
-                 str(tmp_path / "k"), "--now", SAMPLE_NOW]) == 0
-    con = connect(wh)
+def test_virtual_hosts_rank_the_hosts(tmp_path):
+    con = connect(vhost_warehouse(tmp_path, ["b.example", "a.example", "a.example"]))
     try:
         table = usage_stats(con, StatsFilter(), ["virtual_hosts"])["virtual_hosts"]
     finally:

@@ -30,30 +30,37 @@ def register_stats(sub) -> None:
     add_path_rules(stats)
     stats.add_argument("--report", action="append", metavar="NAME",
                        help="only these reports (repeatable or comma-separated; 'all' for every one). "
-                            "Names: totals, traffic, top_pages, entry_pages, exit_pages, referrer_hosts, sessions, "
-                            "status_classes, error_rate, top_failing_paths, latency, latency_by_path, browsers, "
-                            "operating_systems, devices, bot_share, countries, asns, languages, errors_by_level, "
-                            "error_patterns, status_codes, hours_of_day, weekdays, virtual_hosts, browser_versions; "
-                            "by name only (they read the files each time): latency_by_path, not_found, methods, "
-                            "protocols, tls_protocols")
+                            "Default: totals, traffic, top_pages, entry_pages, exit_pages, referrer_hosts, sessions, "
+                            "status_classes, error_rate, top_failing_paths, latency, browsers, operating_systems, "
+                            "devices, bot_share, countries, asns, languages, errors_by_level, error_patterns, "
+                            "status_codes, hours_of_day, weekdays, virtual_hosts, browser_versions, static_files, "
+                            "channels; by name only (they read the files each time): latency_by_path, not_found, "
+                            "methods, protocols, tls_protocols, referrer_urls, campaigns, cache_statuses, mime_types")
     stats.add_argument("--granularity", choices=("hour", "day", "week"), default="day",
                        help="buckets of the traffic report (default day)")
     stats.add_argument("--top", type=int, default=10, help="rows of ranked reports (default 10)")
-    stats.add_argument("--min-visitors", type=int, default=None, metavar="K",
-                       help="ranked reports show no row seen by fewer than K distinct visitors: those rows become "
-                            "one '(fewer than K visitors)' row, so a published report cannot single out a person")
     stats.add_argument("--format", choices=("table", "csv", "json"), default="table")
     stats.add_argument("--json", action="store_true", help="same as --format json")
     stats.set_defaults(func=cmd_stats)
 
 
 def add_path_rules(parser) -> None:
+    """--exclude-path, --not-page and --min-visitors: what `stats` and `report` count and publish."""
     parser.add_argument("--exclude-path", action="append", metavar="GLOB",
                         help="leave requests for these paths out of every figure (repeatable; * is any characters, "
                              "/ too, ? one): health checks, monitoring, e.g. --exclude-path '/healthz'")
     parser.add_argument("--not-page", action="append", metavar="GLOB",
                         help="paths that are requests but never page views (repeatable), e.g. API calls: "
                              "--not-page '/api/*'")
+    parser.add_argument("--min-visitors", type=int, default=None, metavar="K",
+                        help="ranked reports show no row seen by fewer than K distinct visitors: those rows become "
+                             "one '(fewer than K visitors)' row, so a published report cannot single out a person "
+                             "(the report page states K)")
+
+
+def path_rules(args: argparse.Namespace) -> dict:
+    """The StatsFilter fields of add_path_rules' flags."""
+    return {"exclude_paths": tuple(args.exclude_path or ()), "not_pages": tuple(args.not_page or ())}
 
 
 def _stats_connection(warehouse: str):
@@ -75,8 +82,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from accesslog.stats import StatsFilter, render, select_reports, usage_stats
     fmt = "json" if args.json else args.format
     flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host, path_prefix=args.path_prefix,
-                      exclude_bots=not args.include_bots, exclude_assets=not args.include_assets,
-                      exclude_paths=tuple(args.exclude_path or ()), not_pages=tuple(args.not_page or ()))
+                      exclude_bots=not args.include_bots, exclude_assets=not args.include_assets, **path_rules(args))
     names = select_reports(args.report)
     con = _stats_connection(args.warehouse)
     reports = usage_stats(con, flt, names, top_n=args.top, granularity=args.granularity,
@@ -111,17 +117,13 @@ def register_report(subparsers) -> None:
     parser.add_argument("--host", help="only this virtual host")
     parser.add_argument("--title", help='page title (default "Usage report")')
     add_path_rules(parser)
-    parser.add_argument("--min-visitors", type=int, default=None, metavar="K",
-                        help="rows of ranked tables seen by fewer than K distinct visitors become one "
-                             "'(fewer than K visitors)' row; the page states K")
     parser.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from accesslog.report import build_report, write_page
     from accesslog.stats import StatsFilter
-    flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host,
-                      exclude_paths=tuple(args.exclude_path or ()), not_pages=tuple(args.not_page or ()))
+    flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host, **path_rules(args))
     page = build_report(args.warehouse, flt, args.title, min_visitors=args.min_visitors)
     if args.output == "-":
         sys.stdout.write(page)
