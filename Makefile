@@ -5,7 +5,7 @@ PY       = $(VENV)/bin/python
 STAMP    = $(VENV)/.installed-stamp
 DEMO     = .demo
 
-.PHONY: setup demo test bench notebook clean
+.PHONY: setup demo test bench notebook serve clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ demo: setup
 	@echo
 	@echo "== usage statistics (accesslog stats --warehouse $(DEMO)/warehouse)"
 	$(VENV)/bin/accesslog stats --warehouse $(DEMO)/warehouse
+	@echo
+	@echo "== the report page (accesslog report --warehouse $(DEMO)/warehouse -o $(DEMO)/report.html)"
+	$(VENV)/bin/accesslog report --warehouse $(DEMO)/warehouse -o $(DEMO)/report.html
+	@echo "   open $(abspath $(DEMO)/report.html) in a browser, or run 'make serve' for the live page"
+
+# The report page served live on http://127.0.0.1:8765/ over the demo warehouse; Ctrl-C stops.
+serve: setup
+	@[ -d $(DEMO)/warehouse ] || $(MAKE) --no-print-directory demo
+	$(VENV)/bin/accesslog serve --warehouse $(DEMO)/warehouse --port 8765
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -24,11 +24,14 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "zstandard>=0.21", "ruff>=0.6,<1", "mmdb-writer>=0.2,<1",
                  "nbclient>=0.10,<1", "nbformat>=5.10,<6", "ipykernel>=6.29,<8", "matplotlib>=3.8,<4",
-                 "pytest-rerunfailures>=14,<17", "pandas>=2,<3"],
+                 "pytest-rerunfailures>=14,<17", "pandas>=2,<3",
+                 # drives Debian's chromium (executable_path) in tests/test_report_browser.py; downloads no browser
+                 "playwright>=1.45,<2"],
         # the analysts' notebooks (make notebook): JupyterLab, pandas for accesslog.open(...).df(), plots
         "notebook": ["jupyterlab>=4,<5", "pandas>=2,<3", "matplotlib>=3.8,<4", "ipykernel>=6.29,<8"],
         # Rust resolver for ua-parser: ~15x faster per distinct user agent (transforms/enrich.py)
         "fast": ["ua-parser-rs>=0.1,<1"],
     },
+    package_data={"accesslog": ["report.js"]},   # the report page's script, inlined by accesslog.report
     entry_points={"console_scripts": ["accesslog=accesslog.cli:entry"]},
 )

@@ -1,4 +1,4 @@
-"""Charts as inline SVG markup, drawn in Python for the static HTML report (accesslog.report).
+"""Charts as inline SVG markup, drawn in Python for the HTML report (accesslog.report).
 
 No script, no stylesheet, no external resource: every colour and size is a presentation
 attribute, so a chart looks the same with CSS off and in any browser. Each data mark (a bar
@@ -91,22 +91,27 @@ def bar_chart(series: str, bars: Sequence[Bar], *, description: str, unit: str =
 
 
 def line_chart(labels: Sequence[str], series: dict[str, Sequence[float]], *, description: str,
-               y_title: str, x_title: str, value_text: Callable[[float], str] = tick_text,
+               y_title: str, x_title: str, right: dict[str, Sequence[float]] | None = None,
+               right_title: str = "", value_text: Callable[[float], str] = tick_text,
                width: int = 760, height: int = 300) -> str:
-    """Lines with point markers over categorical x positions (e.g. days), with both axes, grid
-    lines, axis titles and a legend. series: name -> one value per label; the first series is
-    drawn in PALETTE[0], and so on. Returns `<svg>` markup."""
-    left, right, top, bottom = 64, 48, 34, 56
-    plot_w, plot_h = width - left - right, height - top - bottom
+    """Lines with point markers over categorical x positions (e.g. days), with axes, grid lines,
+    axis titles and a legend. series: name -> one value per label, scaled on the left axis;
+    right: series with their own scale on a right axis (titled right_title), so a small series
+    (visitors) is not drawn flat against a large one (requests). Series take PALETTE colours in
+    order, left then right; each line and point carries `data-axis`. Returns `<svg>` markup."""
+    right = right or {}
+    left, margin_right, top, bottom = 64, 64 if right else 48, 34, 56
+    plot_w, plot_h = width - left - margin_right, height - top - bottom
     ticks = nice_ticks(max((v for values in series.values() for v in values), default=0))
-    y_scale = plot_h / ticks[-1]
+    right_ticks = nice_ticks(max((v for values in right.values() for v in values), default=0))
 
     def x_at(i: int) -> float:
         return left + (plot_w / 2 if len(labels) == 1 else i * plot_w / (len(labels) - 1))
 
-    def y_at(value: float) -> float:
-        return top + plot_h - value * y_scale
+    def y_on(axis: list[float]) -> Callable[[float], float]:
+        return lambda value: top + plot_h - value * plot_h / axis[-1]
 
+    y_at, y_right = y_on(ticks), y_on(right_ticks)
     parts = [_svg_open(width, height, description)]
     for tick in ticks:
         parts.append(f'<line x1="{left}" y1="{y_at(tick):.1f}" x2="{left + plot_w}" y2="{y_at(tick):.1f}" '
@@ -123,19 +128,30 @@ def line_chart(labels: Sequence[str], series: dict[str, Sequence[float]], *, des
                  f'<text x="{left + plot_w / 2:.1f}" y="{height - 8}" text-anchor="middle" fill="{TEXT}">'
                  f'{esc(x_title)}</text>'
                  f'<text transform="translate(14 {top + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle" '
-                 f'fill="{TEXT}">{esc(y_title)}</text>')
-    for n, (name, values) in enumerate(series.items()):
+                 f'fill="{PALETTE[0] if right else TEXT}">{esc(y_title)}</text>')
+    if right:
+        colour = PALETTE[len(series) % len(PALETTE)]
+        edge = left + plot_w
+        parts.append(f'<line x1="{edge}" y1="{top}" x2="{edge}" y2="{top + plot_h}" stroke="{AXIS}"/>'
+                     f'<text transform="translate({width - 10} {top + plot_h / 2:.1f}) rotate(90)" '
+                     f'text-anchor="middle" fill="{colour}">{esc(right_title)}</text>')
+        parts += [f'<text x="{edge + 6}" y="{y_right(tick) + 4:.1f}" fill="{colour}">{esc(tick_text(tick))}</text>'
+                  for tick in right_ticks]
+    drawn = [(name, values, "left", y_at) for name, values in series.items()]
+    drawn += [(name, values, "right", y_right) for name, values in right.items()]
+    for n, (name, values, axis, y_of) in enumerate(drawn):
         colour = PALETTE[n % len(PALETTE)]
-        points = " ".join(f"{x_at(i):.1f},{y_at(v):.1f}" for i, v in enumerate(values))
-        parts.append(f'<polyline data-series="{esc(name)}" points="{points}" fill="none" stroke="{colour}" '
-                     f'stroke-width="2"/>')
+        points = " ".join(f"{x_at(i):.1f},{y_of(v):.1f}" for i, v in enumerate(values))
+        parts.append(f'<polyline data-series="{esc(name)}" data-axis="{axis}" points="{points}" fill="none" '
+                     f'stroke="{colour}" stroke-width="2"/>')
         for i, (label, value) in enumerate(zip(labels, values)):
-            parts.append(f'<circle data-series="{esc(name)}" data-label="{esc(label)}" data-value="{esc(value)}" '
-                         f'cx="{x_at(i):.1f}" cy="{y_at(value):.1f}" r="3.5" fill="{colour}">'
-                         f'<title>{esc(label)}: {esc(value_text(value))} {esc(name)}</title></circle>')
-        legend_x = left + n * 180
+            parts.append(f'<circle data-series="{esc(name)}" data-axis="{axis}" data-label="{esc(label)}" '
+                         f'data-value="{esc(value)}" cx="{x_at(i):.1f}" cy="{y_of(value):.1f}" r="3.5" '
+                         f'fill="{colour}"><title>{esc(label)}: {esc(value_text(value))} {esc(name)}</title></circle>')
+        legend_x = left + n * 220
+        legend = f"{name} ({axis} axis)" if right else name
         parts.append(f'<rect x="{legend_x}" y="8" width="14" height="14" fill="{colour}"/>'
-                     f'<text x="{legend_x + 20}" y="19" fill="{TEXT}">{esc(name)}</text>')
+                     f'<text x="{legend_x + 20}" y="19" fill="{TEXT}">{esc(legend)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -314,6 +314,13 @@ def attach_warehouse(con: duckdb.DuckDBPyConnection, root: Path, cache_file: str
     _create_cache_tables(con, schema, root)
 
 
+def reattach_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the table views again: a table that had no file gets its files, an object-store
+    warehouse its newly committed ones (a local view's glob sees new files by itself)."""
+    [(root,)] = con.execute("SELECT getvariable('accesslog_warehouse')").fetchall()
+    _create_views(con, root if is_remote(root) else Path(root))
+
+
 def _create_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     empty = []
     for table, schema in schemas.TABLES.items():

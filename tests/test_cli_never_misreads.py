@@ -158,8 +158,9 @@ _VALUES = ["0", "-1", "1", "7d", "-7d", "today", "yesterday", "x", "", "2026-11-
            "1e309", "nan", "../..", "%s", "a=b", "-", "auto", "combined", "json", "csv", "hour", "s3://no-such-bucket/x"]
 _WRONG = ["--retension-days=1", "--form", "--jsn", "--runner=NoSuchRunner", "--direct_num_workers=x",
           "--direct_num_workers=1", "--runner=FnApiRunner", "--", "-x", "--", "--=", "--warehouse="]
-# Flags that would start a long-running job (a stream that is valid runs until cancelled).
-_NEVER = {"--file-pattern", "--file_pattern", "--topic", "--subscription", "--bootstrap-servers",
+# Flags that would start a long-running job (a stream that is valid runs until cancelled), and serve's
+# --bind (with a token it would listen beyond loopback; tests/test_serve.py checks its refusal).
+_NEVER = {"--bind", "--file-pattern", "--file_pattern", "--topic", "--subscription", "--bootstrap-servers",
           "--bootstrap_servers", "--kafka-expansion-service", "--kafka_expansion_service"}
 
 
@@ -188,7 +189,7 @@ def _valid_start(path: tuple[str, ...], root: Path, warehouse: Path) -> list[str
     return {("run",): [LOG, "--warehouse", str(root / "new"), "--keys", keys, "--now", SAMPLE_NOW],
             ("parse",): [LOG, "--limit", "3"],
             ("follow",): [LOG, "--warehouse", str(root / "followed"), "--keys", keys],
-            ("stats",): ["--warehouse", wh], ("report",): ["--warehouse", wh, "-o", str(root / "r.html")],
+            ("stats",): ["--warehouse", wh], ("serve",): ["--warehouse", wh, "--port", "0"], ("report",): ["--warehouse", wh, "-o", str(root / "r.html")],
             ("retention",): ["--warehouse", wh, "--days", "36500", "--now", SAMPLE_NOW],
             ("subject", "export"): ["--warehouse", wh, "--keys", keys, "--ip", "192.0.2.1"],
             ("subject", "erase"): ["--warehouse", wh, "--keys", keys, "--ip", "192.0.2.1", "--dry-run"],
@@ -210,7 +211,7 @@ def command_lines(draw, root: Path, warehouse: Path):
 
 def test_the_command_tree_is_covered():
     assert {p[0] for p in COMMANDS} >= {"run", "parse", "follow", "stream", "keys", "subject", "retention",
-                                        "report", "stats"}
+                                        "report", "stats", "serve"}
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +232,8 @@ def test_no_argument_list_ends_in_an_internal_error(data, scratch_warehouse, cap
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"not a log line\n")))
     for var in ("ACCESSLOG_KEYS", "ACCESSLOG_MASTER_KEY", "ACCESSLOG_DEBUG"):
         monkeypatch.delenv(var, raising=False)
+    # a serve that gets as far as listening builds its page once instead of serving until Ctrl-C
+    monkeypatch.setattr("accesslog.serve.ReportServer.serve_forever", lambda self, poll_interval=0.5: self.source.page(""))
     argv = data.draw(command_lines(root, warehouse))
     code, _, err = cli(argv, capsys)
     event(f"{argv[0]} exit {code}")

@@ -7,7 +7,9 @@ charts' colours, and the DOM chromium built, which must hold the same chart mark
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
+import hashlib
 import os
 import shutil
 import subprocess
@@ -18,8 +20,18 @@ import pytest
 
 from accesslog.charts import PALETTE
 from accesslog.cli.query import register_report as register
-from accesslog.report import REPORT_NAMES, STATUS_COLOURS, build_report
-from accesslog.stats import StatsFilter, connect, usage_stats
+from accesslog.report import (
+    CHART_ROWS,
+    CSS,
+    HEADER_REPORTS,
+    PAGE_TOP,
+    REPORT_NAMES,
+    SCRIPT,
+    SECTIONS,
+    build_report,
+    content_security_policy,
+)
+from accesslog.stats import REPORTS, StatsFilter, connect, usage_stats
 from schemas.errors import AccesslogError
 from tests.conftest import build_warehouse
 
@@ -27,6 +39,7 @@ EVIL_PATH = "/<script>alert(1)</script>"
 # nginx writes a `"` inside a field as \x22; the pipeline decodes it back.
 EVIL_ACCESS_LOG = r"""198.51.100.7 - - [20/Nov/2026:10:00:00 +0100] "GET /<script>alert(1)</script> HTTP/1.1" 200 512 "https://evil.example/\x22><img src=x onerror=alert(2)>" "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0" 0.010 0.010
 198.51.100.7 - - [20/Nov/2026:10:00:05 +0100] "GET /a\x22b'c&d<e>f HTTP/1.1" 200 512 "http://a\x22><svg/onload=alert(3)>/" "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0" 0.020 0.020
+198.51.100.8 - - [20/Nov/2026:10:00:09 +0100] "GET /x?utm_source=%3Cscript%3Ealert(5)%3C/script%3E&utm_campaign=\x22><img/src=x/onerror=alert(6)> HTTP/1.1" 404 9 "javascript:alert(7)//<b>x</b>" "<script>alert(8)</script> Mozilla/5.0 (Windows NT 10.0) Chrome/126.0.0.0 <img src=x onerror=alert(9)>" 0.030 0.030
 """
 EVIL_ERROR_LOG = """2026/11/20 10:00:01 [error] 12#12: *7 open() "/srv/<script>alert(4)</script>" failed (2: No such file or directory), client: 198.51.100.7, server: shop, request: "GET /<script>alert(1)</script> HTTP/1.1", host: "shop"
 2026/11/20 10:00:02 [warn] 12#12: *8 an upstream response is buffered to a temporary file <b>bold</b>
@@ -73,7 +86,7 @@ class Markup(HTMLParser):
 def sample_stats(sample_warehouse):
     con = connect(sample_warehouse)
     try:
-        return usage_stats(con, StatsFilter(), REPORT_NAMES)
+        return usage_stats(con, StatsFilter(), REPORT_NAMES, top_n=PAGE_TOP)
     finally:
         con.close()
 
@@ -106,27 +119,58 @@ def test_chart_marks_match_the_statistics(sample_page, sample_stats):
     assert page.marks("latency") == [(p, latency[f"{p}_ms"]) for p in ("p50", "p90", "p95", "p99")]
     for series, label, value in [("top_pages", "url_path", "pages"), ("browsers", "browser", "visitors"),
                                  ("devices", "device", "visitors"), ("countries", "country", "visitors"),
-                                 ("referrer_hosts", "referrer_host", "visitors")]:
+                                 ("referrer_hosts", "referrer_host", "visitors"), ("channels", "channel", "visitors"),
+                                 ("operating_systems", "os", "visitors"), ("weekdays", "weekday", "requests"),
+                                 ("not_found", "url_path", "requests")]:
         rows = sample_stats[series].to_pylist()
         assert rows, series
-        assert page.marks(series) == [(r[label], r[value]) for r in rows], series
+        assert page.marks(series) == [(r[label], r[value]) for r in rows[:CHART_ROWS]], series
+    hours = {r["hour_utc"]: r["requests"] for r in sample_stats["hours_of_day"].to_pylist()}
+    assert page.marks("hours_of_day") == [(f"{h:02d}", hours.get(h, 0)) for h in range(24)]
 
 
-def test_header_sections_and_captions(sample_page, sample_stats):
+def test_traffic_chart_gives_visitors_their_own_axis(sample_page, sample_stats):
+    """Visitors are ~10 % of requests: on the requests axis they were a flat line at the bottom."""
     page = Markup(sample_page)
+    visitors = [a for a in page.tags("circle") if a.get("data-series") == "unique visitors"]
+    requests = [a for a in page.tags("circle") if a.get("data-series") == "requests"]
+    assert {a["data-axis"] for a in visitors} == {"right"} and {a["data-axis"] for a in requests} == {"left"}
+    svg = next(a for a in page.tags("svg") if "unique visitors" in a["aria-label"])
+    height = float(svg["height"])
+    for marks in (visitors, requests):   # each series spans most of the plot's height, its top near the top
+        heights = [float(a["cy"]) for a in marks]
+        assert max(heights) - min(heights) > 0.2 * height
+        assert min(heights) < 0.35 * height
+    assert "visitors per day" in sample_page and "requests per day" in sample_page
+
+
+def test_every_report_has_a_panel(sample_page, sample_stats):
+    page = Markup(sample_page)
+    panels = [a["id"] for t, a in page.elements if t == "details"]
+    assert panels == [name for _, _, names in SECTIONS for name in names]
+    assert set(panels) | set(HEADER_REPORTS) == set(REPORTS) and len(panels) == len(set(panels))
+    assert all(a.get("class") == "panel" for a in page.tags("details"))
+    # every report with rows shows them all (up to --top) in a table the script can sort and filter
+    tables = {a["data-report"]: a for a in page.tags("table")}
+    for name in panels:
+        rows = sample_stats[name].num_rows
+        if name in ("sessions", "latency"):
+            continue
+        assert (name in tables) == (rows > 0), name
+    assert sample_page.count('data-report="top_pages"') == 1
+    top_rows = sample_page.split('data-report="top_pages"', 1)[1].split("</table>", 1)[0].count("<tr>") - 1
+    assert top_rows == sample_stats["top_pages"].num_rows == PAGE_TOP
+    assert all(a.get("data-type") in ("num", "text") for a in page.tags("th"))
     totals = sample_stats["totals"].to_pylist()[0]
     assert "Period: <strong>2026-11-17 to 2026-11-22 (UTC days)</strong>" in sample_page
     assert f"<dd>{totals['requests']:,}</dd>" in sample_page and f"<dd>{totals['pages']:,}</dd>" in sample_page
-    figures = [a["id"] for a in page.tags("figure")]
-    assert figures == ["traffic", "status_classes", "latency", "latency_by_path", "top_pages", "referrer_hosts",
-                       "browsers", "devices", "countries", "errors_by_level"]
-    assert len(page.tags("figcaption")) == len(figures) and all(c.strip() for c in page.captions)
     assert page.tags("svg") and all(svg.get("role") == "img" and svg.get("aria-label") for svg in page.tags("svg"))
-    # latency per path is a table of the paths with most timed requests
-    assert sample_stats["latency_by_path"].column("url_path")[0].as_py() in sample_page
     sessions = sample_stats["sessions"].to_pylist()[0]
     assert f"<dd>{sessions['visits']:,}</dd>" in sample_page
     assert "No error-log entries." in sample_page  # the samples hold no error log
+    # shares read as percentages, raw values stay in data-v for sorting
+    share = sample_stats["status_codes"].column("share")[0].as_py()
+    assert f'data-v="{share}">{share:.1%}</td>' in sample_page
 
 
 def test_filter_narrows_the_page(sample_warehouse):
@@ -139,17 +183,27 @@ def test_filter_narrows_the_page(sample_warehouse):
 
 def test_no_external_resources(sample_page):
     page = Markup(sample_page)
+    scripts = page.tags("script")
+    assert len(scripts) == 1 and not scripts[0]   # the page's own script, inline, no attributes
     for tag, attrs in page.elements:
-        assert tag not in {"script", "link", "img", "iframe", "object", "embed", "image", "use", "base", "form"}, tag
+        assert tag not in {"link", "img", "iframe", "object", "embed", "image", "use", "base", "form"}, tag
         for name, value in attrs.items():
+            if tag == "a" and name == "href":
+                assert value.startswith("#"), value   # the section links stay on the page
+                continue
             assert name not in RESOURCE_ATTRIBUTES, (tag, name, value)
             assert not name.startswith("on"), (tag, name)
+            assert name != "style", tag   # the policy allows no style attribute
     lowered = sample_page.lower()
     assert "url(" not in lowered and "@import" not in lowered and "@font-face" not in lowered
-    assert "http://" not in lowered and "https://" not in lowered
+    assert "http:" not in (CSS + SCRIPT).lower() and "https:" not in (CSS + SCRIPT).lower()
+    # URLs on the page are referrer URLs, as table text: never in an attribute
     assert not [value for _, attrs in page.elements for value in attrs.values() if value and "//" in value]
     csp = [a["content"] for a in page.tags("meta") if a.get("http-equiv") == "Content-Security-Policy"]
-    assert csp and "default-src 'none'" in csp[0]
+    assert csp == [content_security_policy()]
+    assert "default-src 'none'" in csp[0] and "unsafe" not in csp[0] and "connect-src 'none'" in csp[0]
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in csp[0] and f"<script>{SCRIPT}</script>" in sample_page
 
 
 # -- hostile values --------------------------------------------------------------------------
@@ -157,9 +211,10 @@ def test_no_external_resources(sample_page):
 def test_user_values_are_escaped(evil_warehouse):
     page_text = build_report(evil_warehouse, title="<script>alert('title')</script>")
     page = Markup(page_text)
-    assert "<script" not in page_text and "<img" not in page_text and "<svg/" not in page_text
+    markup = page_text.replace(f"<script>{SCRIPT}</script>", "")   # the page's own script, once
+    assert "<script" not in markup and "<img" not in markup and "<svg/" not in markup and "<b>" not in markup
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page_text
-    assert not [t for t, _ in page.elements if t in {"script", "img", "b"}]
+    assert [t for t, _ in page.elements if t in {"script", "img", "b"}] == ["script"]
     assert not [name for _, attrs in page.elements for name in attrs if name.startswith("on")]
     # the values come back intact from the attributes: escaped, not mangled
     assert (EVIL_PATH, 1.0) in page.marks("top_pages")
@@ -168,6 +223,7 @@ def test_user_values_are_escaped(evil_warehouse):
     assert [label for label, _ in page.marks("errors_by_level")] == ["error", "warn"]
     # error patterns: the message's markup and the pattern's own <str> placeholders are text
     assert "temporary file &lt;b&gt;bold&lt;/b&gt;</td>" in page_text and "open() &lt;str&gt; failed" in page_text
+    assert "javascript:" not in page_text.lower() or "javascript:alert(7)//&lt;b&gt;" in page_text
 
 
 def test_empty_warehouse_says_so(tmp_path):
@@ -175,7 +231,7 @@ def test_empty_warehouse_says_so(tmp_path):
     page_text = build_report(tmp_path)
     page = Markup(page_text)
     assert [a for t, a in page.elements if a.get("id") == "no-data"]
-    assert "No data" in page_text and not page.tags("svg") and not page.tags("figure")
+    assert "No data" in page_text and not page.tags("svg") and not page.tags("details")
 
 
 def test_missing_warehouse_is_a_user_error(tmp_path):
@@ -265,7 +321,7 @@ def test_browser_screenshot_shows_the_charts(sample_file, tmp_path, record_prope
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 16, "the screenshot is (nearly) blank"
     seen = {rgb for _, rgb in colours}
-    for expected in (PALETTE[0], STATUS_COLOURS["2xx"], STATUS_COLOURS["4xx"]):  # the bars were painted
+    for expected in (PALETTE[0], PALETTE[1]):  # both traffic lines and the hour bars (first screen) were painted
         assert tuple(int(expected[i:i + 2], 16) for i in (1, 3, 5)) in seen, expected
 
 
@@ -273,9 +329,12 @@ def test_browser_dom_holds_the_charts(sample_file, sample_page, tmp_path):
     done = chromium(tmp_path, "--dump-dom", sample_file.as_uri())
     assert done.returncode == 0 and "<html" in done.stdout, done.stderr[-2000:]
     dom, source = Markup(done.stdout), Markup(sample_page)
-    assert len(dom.tags("svg")) == len(source.tags("svg")) == 8
-    assert len(dom.tags("figure")) == len(source.tags("figure"))
-    for series in ("status_classes", "latency", "top_pages", "browsers", "devices", "countries", "referrer_hosts"):
+    assert len(dom.tags("svg")) == len(source.tags("svg")) >= 12
+    assert len(dom.tags("details")) == len(source.tags("details"))
+    for series in ("status_classes", "latency", "top_pages", "browsers", "devices", "countries", "referrer_hosts",
+                   "hours_of_day", "channels"):
         assert dom.marks(series) == source.marks(series) and dom.marks(series), series
     assert dom.marks("requests", "circle") == source.marks("requests", "circle")
     assert len(dom.tags("polyline")) == 2
+    # the script ran under the page's policy: each table got its filter box
+    assert len([a for a in dom.tags("input") if a.get("class") == "filter"]) == len(source.tags("table"))

@@ -20,7 +20,7 @@ from accesslog import __version__
 from accesslog.cli.admin import register_keys, register_retention, register_subject
 from accesslog.cli.flags import join_relative_dates, resolve_date_range
 from accesslog.cli.ingest import register_follow, register_parse, register_run, register_stream
-from accesslog.cli.query import register_report, register_stats
+from accesslog.cli.query import register_report, register_serve, register_stats
 from pipelines.entry import flag_name, guarded, quiet_beam
 from schemas.errors import AccesslogError
 
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"accesslog {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in (register_run, register_parse, register_follow, register_stream, register_keys,
-                     register_subject, register_retention, register_report, register_stats):
+                     register_subject, register_retention, register_report, register_serve, register_stats):
         register(sub)
     return parser
 

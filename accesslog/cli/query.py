@@ -105,26 +105,44 @@ def register_report(subparsers) -> None:
     """Add `accesslog report` to the CLI's subparsers (sets func=cmd_report)."""
     parser = subparsers.add_parser(
         "report", help="write the usage statistics as one self-contained HTML page with charts",
-        description="Compute the usage statistics (as `accesslog stats`) and write them as a single static "
-                    "HTML file: totals, traffic per day, status mix, latency percentiles, top pages, browsers, "
-                    "devices, countries, referrer hosts, sessions and error-log levels, with charts drawn as "
-                    "inline SVG. The page loads nothing from anywhere (no script, font or image) and can be "
-                    "opened offline or mailed.",
+        description="Compute every usage report (as `accesslog stats --report all`) and write them as one "
+                    "self-contained HTML file: totals, traffic, pages, referrers and channels, audience, status "
+                    "codes, 404s, errors and latency, each in a panel that opens and closes, with charts drawn as "
+                    "inline SVG and tables you can sort and filter. The page loads nothing from anywhere (its one "
+                    "script is allowed by hash in its Content-Security-Policy) and can be opened offline or "
+                    "mailed. `accesslog serve` shows the same page live.",
         epilog="example: accesslog report --warehouse ./warehouse -o report.html --from 2026-11-01 --to 2026-11-30")
     parser.add_argument("--warehouse", required=True, metavar="DIR", help="the folder given to `accesslog run`")
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="HTML file to write, or - for stdout")
     add_date_range(parser)
     parser.add_argument("--host", help="only this virtual host")
     parser.add_argument("--title", help='page title (default "Usage report")')
-    add_path_rules(parser)
+    add_page_flags(parser)
     parser.set_defaults(func=cmd_report)
+
+
+def add_page_flags(parser) -> None:
+    """The path rules, --min-visitors and --top of `report` and `serve`."""
+    add_path_rules(parser)
+    parser.add_argument("--top", type=_positive, default=50, metavar="N",
+                        help="rows of each ranked table (default 50; the page shows 10 until 'show all')")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from accesslog.report import build_report, write_page
     from accesslog.stats import StatsFilter
     flt = StatsFilter(date_from=args.date_from, date_to=args.date_to, host=args.host, **path_rules(args))
-    page = build_report(args.warehouse, flt, args.title, min_visitors=args.min_visitors)
+    page = build_report(args.warehouse, flt, args.title, min_visitors=args.min_visitors, top_n=args.top)
     if args.output == "-":
         sys.stdout.write(page)
     else:
@@ -137,4 +155,53 @@ def cmd_report(args: argparse.Namespace) -> int:
             _say_if_empty(con, flt)
         finally:
             con.close()
+    return 0
+
+
+def register_serve(subparsers) -> None:
+    """Add `accesslog serve` (sets func=cmd_serve)."""
+    parser = subparsers.add_parser(
+        "serve", help="serve the report page live on 127.0.0.1, refreshing as runs commit",
+        description="Serve the page of `accesslog report` over HTTP. It updates itself when `accesslog run`, "
+                    "`follow` or `stream` commit new data, and takes its date and host filters from the URL: "
+                    "/?from=-7d&to=today&host=shop.example (or last=7d). It listens on 127.0.0.1 unless --bind "
+                    "says otherwise, and then requires a token: open the address once with ?token=TOKEN. It keeps "
+                    "no log of its viewers.",
+        epilog="example: accesslog serve --warehouse ./warehouse --port 8765   (then open http://127.0.0.1:8765/)")
+    parser.add_argument("--warehouse", required=True, metavar="DIR", help="the folder given to `accesslog run`")
+    parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    parser.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
+                        help="address to listen on (default 127.0.0.1, this machine only); any other needs a token")
+    parser.add_argument("--token-file", metavar="FILE",
+                        help="file whose first line is the token viewers must give (or set ACCESSLOG_SERVE_TOKEN); "
+                             "required with a --bind other than loopback")
+    parser.add_argument("--refresh", type=float, default=2.0, metavar="SECONDS",
+                        help="how often an open page asks whether new data was committed (default 2)")
+    parser.add_argument("--title", help='page title (default "Usage report")')
+    add_page_flags(parser)
+    parser.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from accesslog.serve import ServeSettings, make_server, read_token, url_of
+    from accesslog.stats import StatsFilter
+    if not 0 <= args.port <= 65535:
+        raise AccesslogError(f"--port {args.port} is no TCP port: pass 1-65535, or 0 for a free one")
+    if not 0.2 <= args.refresh <= 3600:
+        raise AccesslogError(f"--refresh {args.refresh:g} is out of range: pass 0.2 to 3600 seconds")
+    if args.min_visitors is not None and args.min_visitors < 1:
+        raise AccesslogError("--min-visitors must be at least 1")
+    settings = ServeSettings(warehouse=args.warehouse, bind=args.bind, port=args.port,
+                             token=read_token(args.token_file), poll_seconds=args.refresh, title=args.title,
+                             top_n=args.top, min_visitors=args.min_visitors,
+                             base_filter=StatsFilter(**path_rules(args)))
+    server = make_server(settings)
+    try:
+        print(f"accesslog: serving {args.warehouse} at {url_of(server)}"
+              + (" (open it once with ?token=<your token>)" if settings.token else "") + "; Ctrl-C stops",
+              flush=True)
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        server.source.close()
     return 0
