@@ -299,7 +299,7 @@ def _traffic(traffic: pa.Table) -> str:
     # Two scales: visitors are a fraction of requests and would be a flat line on the requests axis.
     chart = line_chart(labels, {"requests": [r["requests"] for r in rows]},
                        right={"unique visitors": [r["unique_visitors"] for r in rows]},
-                       description="Requests (left axis) and unique visitors (right axis) per day",
+                       description="Requests (left axis) and unique visitors (right axis) per day", width=1180,
                        y_title="requests per day", right_title="visitors per day", x_title="day (UTC)")
     return (chart + '<p class="note">Visitors: distinct pseudonyms with a page view that day.</p>'
             + _table("traffic", traffic, PANELS["traffic"][0]))

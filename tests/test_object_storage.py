@@ -155,3 +155,22 @@ def test_inputs_read_from_the_store_give_the_same_rows(s3_warehouse, tmp_path):
     assert [r[:-2] + (r[-1],) for r in remote] == [r[:-2] + (r[-1],) for r in local]
     assert {r[-2] for r in remote} == {f"{logs}/nginx/access.log", f"{logs}/nginx/access.log.1.gz"}
     assert sorted(wh.committed_runs(s3_warehouse)) == sorted(wh.committed_runs(str(tmp_path / "local")))
+
+
+def test_serve_sees_each_commit_on_s3(s3_warehouse, tmp_path):
+    """`accesslog serve` over an s3:// warehouse: its views are file lists, so each commit (a new
+    manifest) must give a new version and a page with the new rows."""
+    from accesslog.serve import ReportSource, ServeSettings
+
+    keys = tmp_path / "keys"
+    assert main(["run", INPUTS[0], "--warehouse", s3_warehouse, "--keys", str(keys), *RUN_FLAGS]) == 0
+    first = len(rows(s3_warehouse))
+    source = ReportSource(ServeSettings(s3_warehouse, poll_seconds=0.01))
+    try:
+        before = source.version()
+        assert f"<dt>Requests</dt><dd>{first:,}</dd>" in source.page("").decode()
+        assert main(["run", INPUTS[1], "--warehouse", s3_warehouse, "--keys", str(keys), *RUN_FLAGS]) == 0
+        assert source.version() != before
+        assert "<dt>Requests</dt><dd>5,996</dd>" in source.page("").decode() and first < 5996
+    finally:
+        source.close()
