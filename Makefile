@@ -25,17 +25,17 @@ demo: setup
 		--log-format timed_combined --warehouse $(DEMO)/warehouse --keys $(DEMO)/keys \
 		--retention-days 90 --now 2026-11-24T00:00:00Z
 	@echo
-	@echo "== usage statistics (accesslog stats --warehouse $(DEMO)/warehouse)"
-	$(VENV)/bin/accesslog stats --warehouse $(DEMO)/warehouse
+	@echo "== usage statistics (the sample's format logs no \$$host: --site-host names the site's own referrers)"
+	$(VENV)/bin/accesslog stats --warehouse $(DEMO)/warehouse --site-host www.example.com
 	@echo
-	@echo "== the report page (accesslog report --warehouse $(DEMO)/warehouse -o $(DEMO)/report.html)"
-	$(VENV)/bin/accesslog report --warehouse $(DEMO)/warehouse -o $(DEMO)/report.html
+	@echo "== the report page"
+	$(VENV)/bin/accesslog report --warehouse $(DEMO)/warehouse -o $(DEMO)/report.html --site-host www.example.com
 	@echo "   open $(abspath $(DEMO)/report.html) in a browser, or run 'make serve' for the live page"
 
 # The report page served live on http://127.0.0.1:8765/ over the demo warehouse; Ctrl-C stops.
 serve: setup
 	@[ -d $(DEMO)/warehouse ] || $(MAKE) --no-print-directory demo
-	$(VENV)/bin/accesslog serve --warehouse $(DEMO)/warehouse --port 8765
+	$(VENV)/bin/accesslog serve --warehouse $(DEMO)/warehouse --port 8765 --site-host www.example.com
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -91,11 +91,15 @@ class Warehouse:
 
     def report(self, name: str, *, date_from: date | None = None, date_to: date | None = None,
                host: str | None = None, path_prefix: str | None = None, include_bots: bool = False,
-               include_assets: bool = False, top: int = 10, granularity: str = "day") -> pa.Table:
-        """One report of `accesslog stats` (totals, top_pages, latency_by_path, ...) -> Arrow table."""
+               include_assets: bool = False, top: int = 10, granularity: str = "day",
+               exclude_paths: Iterable[str] = (), not_pages: Iterable[str] = (), site_hosts: Iterable[str] = (),
+               min_visitors: int | None = None) -> pa.Table:
+        """One report of `accesslog stats` (totals, top_pages, latency_by_path, ...) -> Arrow table.
+        The keywords are the flags of `accesslog stats` (exclude_paths: --exclude-path globs, ...)."""
         return _reports(self.con, [name], date_from=date_from, date_to=date_to, host=host, path_prefix=path_prefix,
                         include_bots=include_bots, include_assets=include_assets, top=top,
-                        granularity=granularity)[name]
+                        granularity=granularity, exclude_paths=exclude_paths, not_pages=not_pages,
+                        site_hosts=site_hosts, min_visitors=min_visitors)[name]
 
     def close(self) -> None:
         self.con.close()
@@ -118,18 +122,29 @@ def open(warehouse: str, cache_file: str | None = None) -> Warehouse:  # noqa: A
 def usage_stats(warehouse: str, reports: Iterable[str] | None = None, *, date_from: date | None = None,
                 date_to: date | None = None, host: str | None = None, path_prefix: str | None = None,
                 include_bots: bool = False, include_assets: bool = False, top: int = 10,
-                granularity: str = "day") -> dict[str, pa.Table]:
+                granularity: str = "day", exclude_paths: Iterable[str] = (), not_pages: Iterable[str] = (),
+                site_hosts: Iterable[str] = (), min_visitors: int | None = None) -> dict[str, pa.Table]:
     """The usage reports (`accesslog stats`): report name -> Arrow table."""
     return _reports(connect(warehouse), reports, date_from=date_from, date_to=date_to, host=host,
                     path_prefix=path_prefix, include_bots=include_bots, include_assets=include_assets, top=top,
-                    granularity=granularity)
+                    granularity=granularity, exclude_paths=exclude_paths, not_pages=not_pages,
+                    site_hosts=site_hosts, min_visitors=min_visitors)
 
 
 def _reports(con: duckdb.DuckDBPyConnection, reports: Iterable[str] | None, *, include_bots: bool,
-             include_assets: bool, top: int, granularity: str, **filters) -> dict[str, pa.Table]:
+             include_assets: bool, top: int, granularity: str, exclude_paths: Iterable[str],
+             not_pages: Iterable[str], site_hosts: Iterable[str], min_visitors: int | None,
+             **filters) -> dict[str, pa.Table]:
     """The reports over `con` for the API's keyword arguments (bots and assets are opt-in there)."""
-    flt = StatsFilter(exclude_bots=not include_bots, exclude_assets=not include_assets, **filters)
-    return _usage_stats(con, flt, reports, top_n=top, granularity=granularity)
+    flt = StatsFilter(exclude_bots=not include_bots, exclude_assets=not include_assets,
+                      exclude_paths=_globs(exclude_paths), not_pages=_globs(not_pages), site_hosts=_globs(site_hosts),
+                      **filters)
+    return _usage_stats(con, flt, reports, top_n=top, granularity=granularity, min_visitors=min_visitors)
+
+
+def _globs(values: Iterable[str]) -> tuple[str, ...]:
+    """One string is one value (not its characters)."""
+    return (values,) if isinstance(values, str) else tuple(values)
 
 
 def apply_retention(warehouse: str, days: int, now: datetime | None = None, keys: str | None = None,

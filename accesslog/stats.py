@@ -70,6 +70,10 @@ class StatsFilter:
     exclude_paths: globs (`*` any characters, '/' too; `?` one) of paths left out of every
         figure, as if never requested (health checks, monitoring).
     not_pages: globs of paths that are requests but never page views (API calls: /api/*).
+    site_hosts: the site's own host names, besides the `host` values of the rows (needed when
+        the log format has no $host): referrers from them are internal navigation, so they are
+        no referrer host or URL and count as the `internal` channel. Only the queries use them,
+        not the per-day aggregates.
     """
 
     date_from: dt.date | None = None
@@ -80,12 +84,14 @@ class StatsFilter:
     exclude_assets: bool = True
     exclude_paths: tuple[str, ...] = ()
     not_pages: tuple[str, ...] = ()
+    site_hosts: tuple[str, ...] = ()
 
     def params(self) -> dict[str, object]:
         """The bound values of the row filter over the `access` view (see LATENCY_BY_PATH_SQL)."""
         return {"date_from": self.date_from, "date_to": self.date_to, "host": self.host,
                 "path_prefix": self.path_prefix, "exclude_re": globs_regex(self.exclude_paths),
-                "not_pages_re": globs_regex(self.not_pages)}
+                "not_pages_re": globs_regex(self.not_pages),
+                "site_hosts": sorted({h.strip().lower().split(":")[0] for h in self.site_hosts if h.strip()})}
 
 
 def globs_regex(globs: Iterable[str]) -> str | None:
@@ -268,12 +274,14 @@ FROM {{cache}}.daily_audience WHERE {_SELECTED_DAYS} AND dimension = 'asn'
 GROUP BY value ORDER BY visitors DESC, pages DESC, asn NULLS LAST LIMIT $top_n
 """
 
-# The site's own hosts are the `host` values of the selected rows (port dropped, lower case):
-# links between its own pages are navigation, not referrals.
+# The site's own hosts are the `host` values of the selected rows (port dropped, lower case) and
+# the filter's site_hosts: links between its own pages are navigation, not referrals.
 _OWN_HOST = "lower(split_part(host, ':', 1))"
+_SITE_HOSTS = "SELECT unnest($site_hosts::VARCHAR[])"
 _OWN_HOSTS_CTE = f"""own_hosts AS (
     SELECT DISTINCT {_OWN_HOST} AS host FROM {{cache}}.daily_hosts
-    WHERE {_SELECTED_DAYS} AND host IS NOT NULL)"""
+    WHERE {_SELECTED_DAYS} AND host IS NOT NULL
+    UNION {_SITE_HOSTS})"""
 
 REFERRER_HOSTS_SQL = f"""
 WITH {_OWN_HOSTS_CTE}
@@ -374,7 +382,8 @@ SELECT referrer, count(*) AS requests, count(DISTINCT (date, client_id)) AS clie
   AND ({daily.REFERRER_HOST_SQL}) NOT IN (
       SELECT DISTINCT {_OWN_HOST} FROM access WHERE host IS NOT NULL
         AND ($date_from::DATE IS NULL OR date >= $date_from::DATE)
-        AND ($date_to::DATE IS NULL OR date <= $date_to::DATE))
+        AND ($date_to::DATE IS NULL OR date <= $date_to::DATE)
+      UNION {_SITE_HOSTS})
 GROUP BY referrer ORDER BY requests DESC, referrer LIMIT $top_n
 """
 

@@ -59,3 +59,22 @@ def test_opening_a_warehouse_does_not_import_beam(sample_warehouse):
                           "print(wh.date_range() is not None, 'apache_beam' in sys.modules)", str(sample_warehouse)],
                          capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
     assert out == ["True", "False"]
+
+
+def test_reports_take_the_path_and_publication_rules(sample_warehouse):
+    """The API's report keywords are `accesslog stats`' flags: --exclude-path, --site-host, --min-visitors."""
+    with accesslog.open(str(sample_warehouse)) as wh:
+        plain = wh.report("top_pages", top=50)
+        assert "/" in plain["url_path"].to_pylist()
+        without_home = wh.report("top_pages", top=50, exclude_paths="/")   # one string is one glob
+        assert "/" not in without_home["url_path"].to_pylist()
+        hosts = wh.report("referrer_hosts", top=50)["referrer_host"].to_pylist()
+        assert "www.example.com" in hosts   # the samples' own site: their format logs no $host
+        assert "www.example.com" not in wh.report("referrer_hosts", top=50,
+                                                  site_hosts=["www.example.com"])["referrer_host"].to_pylist()
+        suppressed = wh.report("top_pages", top=50, min_visitors=20)["url_path"].to_pylist()
+        assert suppressed[-1] == "(fewer than 20 visitors)"
+        no_path = wh.query("SELECT count(*) AS n FROM access WHERE url_path IS NULL")["n"][0].as_py()
+    # '*' excludes every path: what is left are the requests without one (garbage request lines)
+    totals = accesslog.usage_stats(str(sample_warehouse), ["totals"], exclude_paths=["*"])["totals"].to_pylist()[0]
+    assert totals["requests"] == no_path and totals["pages"] == 0

@@ -169,6 +169,18 @@ def test_channels_from_the_shipped_list(shop):
     assert got == {"direct": 3, "search": 2, "social": 1, "email": 1, "internal": 3, "other": 1}
 
 
+def test_site_hosts_make_a_hostless_sites_own_referrers_internal(shop):
+    """A log format without $host cannot tell the site's own referrers: --site-host names them."""
+    plain = run_reports(shop, ["channels", "referrer_hosts", "referrer_urls"])
+    told = run_reports(shop, ["channels", "referrer_hosts", "referrer_urls"], site_hosts=("Blog.Other.Example:443",))
+    channels, before = as_dict(told["channels"], "channel", "pages"), as_dict(plain["channels"], "channel", "pages")
+    assert before["other"] == 1   # blog.other.example, the only "other" referrer
+    assert channels == {**{k: v for k, v in before.items() if k != "other"}, "internal": before["internal"] + 1}
+    assert "blog.other.example" in as_dict(plain["referrer_hosts"], "referrer_host", "visitors")
+    assert "blog.other.example" not in as_dict(told["referrer_hosts"], "referrer_host", "visitors")
+    assert not [u for u in as_dict(told["referrer_urls"], "referrer") if "blog.other.example" in u]
+
+
 def test_referrer_urls_leave_the_site_out(shop):
     urls = as_dict(run_reports(shop, ["referrer_urls"])["referrer_urls"], "referrer")
     assert "https://www.google.com/search?q=hats" in urls and "https://blog.other.example/post" in urls

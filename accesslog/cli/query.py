@@ -45,13 +45,16 @@ def register_stats(sub) -> None:
 
 
 def add_path_rules(parser) -> None:
-    """--exclude-path, --not-page and --min-visitors: what `stats` and `report` count and publish."""
+    """--exclude-path, --not-page, --site-host, --min-visitors: what `stats`, `report` and `serve` count and show."""
     parser.add_argument("--exclude-path", action="append", metavar="GLOB",
                         help="leave requests for these paths out of every figure (repeatable; * is any characters, "
                              "/ too, ? one): health checks, monitoring, e.g. --exclude-path '/healthz'")
     parser.add_argument("--not-page", action="append", metavar="GLOB",
                         help="paths that are requests but never page views (repeatable), e.g. API calls: "
                              "--not-page '/api/*'")
+    parser.add_argument("--site-host", action="append", metavar="HOST",
+                        help="the site's own host name (repeatable), for logs without $host: referrers from it are "
+                             "internal navigation, not referrer hosts (e.g. --site-host www.example.com)")
     parser.add_argument("--min-visitors", type=int, default=None, metavar="K",
                         help="ranked reports show no row seen by fewer than K distinct visitors: those rows become "
                              "one '(fewer than K visitors)' row, so a published report cannot single out a person "
@@ -60,7 +63,8 @@ def add_path_rules(parser) -> None:
 
 def path_rules(args: argparse.Namespace) -> dict:
     """The StatsFilter fields of add_path_rules' flags."""
-    return {"exclude_paths": tuple(args.exclude_path or ()), "not_pages": tuple(args.not_page or ())}
+    return {"exclude_paths": tuple(args.exclude_path or ()), "not_pages": tuple(args.not_page or ()),
+            "site_hosts": tuple(args.site_host or ())}
 
 
 def _stats_connection(warehouse: str):
