@@ -190,9 +190,13 @@ class ReportSource:
             try:
                 page = self._build(version, flt, live)
             except (duckdb.IOException, duckdb.InvalidInputException, OSError):
-                # a file read while a commit replaced it: look at the warehouse again, once
+                # a file read while a commit, retention or erase replaced it: look at the warehouse again, once
                 self._views_version = None
-                page = self._build(version, flt, live)
+                try:
+                    page = self._build(version, flt, live)
+                except (duckdb.IOException, duckdb.InvalidInputException, OSError) as e:
+                    raise AccesslogError(f"the warehouse changed while the page was built ({type(e).__name__}); "
+                                         "reload the page") from None
             self._pages[key] = page
             while len(self._pages) > PAGES_CACHED:
                 self._pages.popitem(last=False)
@@ -266,15 +270,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                                  b"(http://127.0.0.1:PORT/)\n", "text/plain")
                 return False
             return True
+        cookie = f"{TOKEN_COOKIE}_{self.server.server_address[1]}"   # cookies ignore ports: one per server
         given = parse_qs(url.query).get("token", [None])[-1]
         if given is not None and hmac.compare_digest(given.encode(), token.encode()):
             rest = urlencode([(k, v) for k, vs in parse_qs(url.query, keep_blank_values=True).items()
                               if k != "token" for v in vs])
             self._send(HTTPStatus.SEE_OTHER, b"", "text/plain",
                        extra={"Location": url.path + (f"?{rest}" if rest else ""),
-                              "Set-Cookie": f"{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"})
+                              "Set-Cookie": f"{cookie}={token}; HttpOnly; SameSite=Strict; Path=/"})
             return False
-        supplied = _cookie(self.headers.get("Cookie") or "", TOKEN_COOKIE)
+        supplied = _cookie(self.headers.get("Cookie") or "", cookie)
         authorization = self.headers.get("Authorization") or ""
         if authorization.startswith("Bearer "):
             supplied = authorization[len("Bearer "):].strip()

@@ -193,3 +193,23 @@ def test_port_in_use_is_a_user_error(server, warehouse):
     with pytest.raises(AccesslogError, match="cannot listen on 127.0.0.1 port"):
         make_server(ServeSettings(str(warehouse), port=server.server_address[1]))
     assert url_of(server).startswith("http://127.0.0.1:")
+
+
+def test_a_page_built_while_files_change_is_tried_again_then_a_503(server, monkeypatch):
+    import duckdb
+
+    real, calls = server.source._build, []
+
+    def flaky(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise duckdb.IOException("No files found that match the pattern")   # a partition replaced mid-read
+        return real(*args)
+    monkeypatch.setattr(server.source, "_build", flaky)
+    assert get(server, "/?host=blog.example")[0] == 200 and len(calls) == 2
+
+    def broken(*args):
+        raise duckdb.IOException("gone")
+    monkeypatch.setattr(server.source, "_build", broken)
+    status, _, body = get(server, "/?host=nobody.example")
+    assert status == 503 and "reload the page" in body and body.count("\n") == 1

@@ -120,13 +120,13 @@ def register_report(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="FILE", help="HTML file to write, or - for stdout")
     add_date_range(parser)
     parser.add_argument("--host", help="only this virtual host")
-    parser.add_argument("--title", help='page title (default "Usage report")')
     add_page_flags(parser)
     parser.set_defaults(func=cmd_report)
 
 
 def add_page_flags(parser) -> None:
-    """The path rules, --min-visitors and --top of `report` and `serve`."""
+    """--title, the path rules, --min-visitors and --top of `report` and `serve`."""
+    parser.add_argument("--title", help='page title (default "Usage report", plus the host when filtered by one)')
     add_path_rules(parser)
     parser.add_argument("--top", type=_positive, default=50, metavar="N",
                         help="rows of each ranked table (default 50; the page shows 10 until 'show all')")
@@ -181,7 +181,6 @@ def register_serve(subparsers) -> None:
                              "required with a --bind other than loopback")
     parser.add_argument("--refresh", type=float, default=2.0, metavar="SECONDS",
                         help="how often an open page asks whether new data was committed (default 2)")
-    parser.add_argument("--title", help='page title (default "Usage report")')
     add_page_flags(parser)
     parser.set_defaults(func=cmd_serve)
 
