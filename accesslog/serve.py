@@ -23,7 +23,6 @@ personal data too.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import hmac
 import http.server
@@ -44,9 +43,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import duckdb
 
 from accesslog import daily_aggregates as daily
-from accesslog.cli.flags import cli_date, cli_days, today
+from accesslog.cli.flags import cli_date, cli_days, last_days
 from accesslog.report import PAGE_TOP, REPORT_NAMES, Live, content_security_policy, default_title, render_page
-from accesslog.stats import StatsFilter, connect, usage_stats
+from accesslog.stats import StatsFilter, check_min_visitors, connect, usage_stats
 from schemas.errors import AccesslogError
 from storage.warehouse import existing
 
@@ -110,6 +109,7 @@ class ReportSource:
     """Pages of one warehouse: thread-safe, cached per (warehouse version, selection)."""
 
     def __init__(self, settings: ServeSettings) -> None:
+        check_min_visitors(settings.min_visitors)   # now, not at the first page
         self.settings = settings
         self.root = existing(settings.warehouse)
         self._lock = threading.Lock()
@@ -158,8 +158,7 @@ class ReportSource:
                 days = cli_days(params["last"])
             except argparse.ArgumentTypeError as e:
                 raise BadRequest(str(e)) from None
-            date_to = today()
-            date_from = date_to - dt.timedelta(days=days - 1)
+            date_from, date_to = last_days(days)
         if date_from and date_to and date_from > date_to:
             raise BadRequest(f"from {date_from} is after to {date_to}: swap them")
         host = params.get("host", "").strip() or None

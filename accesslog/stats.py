@@ -742,8 +742,7 @@ def usage_stats(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()
     Reports have zero rows when nothing matches, except the one-row summaries (totals,
     error_rate, latency, bot_share, sessions), whose counts are then 0 and rates null.
     """
-    if min_visitors is not None and min_visitors < 1:
-        raise SettingError("{} must be at least 1", "min_visitors")
+    check_min_visitors(min_visitors)
     names = select_reports(reports)
     options = {"top_n": top_n, "granularity": granularity}
     _check(flt, top_n)
@@ -759,6 +758,12 @@ def usage_stats(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()
         return result
     finally:
         _refreshed.reset(token)
+
+
+def check_min_visitors(min_visitors: int | None) -> None:
+    """min_visitors is None (no suppression) or at least 1; raises SettingError otherwise."""
+    if min_visitors is not None and min_visitors < 1:
+        raise SettingError("{} must be at least 1", "min_visitors")
 
 
 def why_empty(con: duckdb.DuckDBPyConnection, flt: StatsFilter = StatsFilter()) -> str | None:

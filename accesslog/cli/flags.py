@@ -42,6 +42,23 @@ def cli_days(text: str) -> int:
     return days
 
 
+def cli_positive(text: str) -> int:
+    """argparse type of counts that must be at least 1 (--top, --min-visitors)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def last_days(days: int) -> tuple[date, date]:
+    """--last N as (first, last): the N days up to and including today (UTC)."""
+    end = today()
+    return end - timedelta(days=days - 1), end
+
+
 def add_date_range(parser: argparse.ArgumentParser, unset: str = "no limit") -> None:
     """--from, --to (inclusive UTC days) and --last N (the N days up to and including today);
     resolve_date_range turns --last into the other two after parsing. `unset`: what no bound means."""
@@ -61,8 +78,7 @@ def resolve_date_range(parser: argparse.ArgumentParser, args: argparse.Namespace
         return
     if args.date_from is not None or args.date_to is not None:
         parser.error("--last cannot be combined with --from or --to: pass one or the other")
-    args.date_to = today()
-    args.date_from = args.date_to - timedelta(days=last - 1)
+    args.date_from, args.date_to = last_days(last)
 
 
 def join_relative_dates(argv: list[str]) -> list[str]:

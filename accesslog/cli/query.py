@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from accesslog.cli.flags import add_date_range
+from accesslog.cli.flags import add_date_range, cli_positive
 from schemas.errors import AccesslogError
 from storage.filesystems import is_remote
 from storage.retention import STATS_CACHE_DIR
@@ -128,18 +128,8 @@ def add_page_flags(parser) -> None:
     """--title, the path rules, --min-visitors and --top of `report` and `serve`."""
     parser.add_argument("--title", help='page title (default "Usage report", plus the host when filtered by one)')
     add_path_rules(parser)
-    parser.add_argument("--top", type=_positive, default=50, metavar="N",
+    parser.add_argument("--top", type=cli_positive, default=50, metavar="N",
                         help="rows of each ranked table (default 50; the page shows 10 until 'show all')")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return value
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -192,8 +182,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise AccesslogError(f"--port {args.port} is no TCP port: pass 1-65535, or 0 for a free one")
     if not 0.2 <= args.refresh <= 3600:
         raise AccesslogError(f"--refresh {args.refresh:g} is out of range: pass 0.2 to 3600 seconds")
-    if args.min_visitors is not None and args.min_visitors < 1:
-        raise AccesslogError("--min-visitors must be at least 1")
     settings = ServeSettings(warehouse=args.warehouse, bind=args.bind, port=args.port,
                              token=read_token(args.token_file), poll_seconds=args.refresh, title=args.title,
                              top_n=args.top, min_visitors=args.min_visitors,
